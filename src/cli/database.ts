@@ -1,0 +1,26 @@
+import type { Config } from '../config/config.ts';
+import { closeDb, createDb, createPool, type Db } from '../db/connection.ts';
+import { startEmbeddedPostgres } from '../db/embedded-postgres.ts';
+import { migrate } from '../db/migrate.ts';
+import { createLogger } from '../lib/logger.ts';
+
+/**
+ * The database a command-line tool works on: DATABASE_URL, or the embedded PostgreSQL in DATA_DIR
+ * (started for the command if no instance is running, and stopped after it). Migrations are applied
+ * first, so a tool works on a fresh data directory too.
+ */
+export async function withCliDatabase<T>(config: Config, work: (db: Db) => Promise<T>): Promise<T> {
+  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+  const embedded = config.databaseUrl
+    ? null
+    : await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
+  const pool = createPool(config.databaseUrl ?? (embedded?.url as string), 2, 'payment-order-gateway:cli');
+  const db = createDb(pool);
+  try {
+    await migrate(pool);
+    return await work(db);
+  } finally {
+    await closeDb(db, pool);
+    await embedded?.stop();
+  }
+}

@@ -1,0 +1,287 @@
+import type { Selectable } from 'kysely';
+import { sql } from 'kysely';
+import type { OutboxEvent } from '../domain/event-body.ts';
+import { newId } from '../lib/ids.ts';
+import type { Db, Tx } from './connection.ts';
+import type { OutboxEventsTable, WebhookDeliveriesTable, WebhookSubscriptionsTable } from './schema.ts';
+
+type Executor = Db | Tx;
+
+export type Subscription = Readonly<{
+  id: string;
+  merchantId: string;
+  url: string;
+  events: readonly string[];
+  enabled: boolean;
+  disabledReason: string | null;
+  /** The secrets that sign now: the current one, and during a rotation the previous one. */
+  signingSecrets: readonly string[];
+  createdAt: Date;
+  updatedAt: Date;
+}>;
+
+export type Delivery = Readonly<{
+  id: string;
+  eventId: string;
+  subscriptionId: string;
+  status: 'pending' | 'delivered' | 'dead' | 'cancelled';
+  attemptCount: number;
+  nextAttemptAt: Date | null;
+  lastStatusCode: number | null;
+  lastError: string | null;
+  deliveredAt: Date | null;
+  createdAt: Date;
+}>;
+
+export function toSubscription(row: Selectable<WebhookSubscriptionsTable>, now = new Date()): Subscription {
+  const previousLive =
+    row.previous_secret !== null && row.previous_secret_expires_at !== null && row.previous_secret_expires_at > now;
+  return {
+    id: row.id,
+    merchantId: row.merchant_id,
+    url: row.url,
+    events: row.events,
+    enabled: row.enabled,
+    disabledReason: row.disabled_reason,
+    signingSecrets: previousLive ? [row.secret, row.previous_secret as string] : [row.secret],
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+  };
+}
+
+export function toOutboxEvent(row: Selectable<OutboxEventsTable>): OutboxEvent {
+  return {
+    id: row.id,
+    type: row.type,
+    orderId: row.order_id,
+    merchantId: row.merchant_id,
+    createdAt: row.created_at,
+    payload: row.payload,
+  };
+}
+
+function toDelivery(row: Selectable<WebhookDeliveriesTable>): Delivery {
+  return {
+    id: row.id,
+    eventId: row.event_id,
+    subscriptionId: row.subscription_id,
+    status: row.status as Delivery['status'],
+    attemptCount: row.attempt_count,
+    nextAttemptAt: row.next_attempt_at,
+    lastStatusCode: row.last_status_code,
+    lastError: row.last_error,
+    deliveredAt: row.delivered_at,
+    createdAt: row.created_at,
+  };
+}
+
+export async function insertSubscription(
+  db: Executor,
+  merchantId: string,
+  url: string,
+  events: readonly string[],
+  secret: string,
+): Promise<Subscription> {
+  const row = await db
+    .insertInto('webhook_subscriptions')
+    .values({ id: newId('whs'), merchant_id: merchantId, url, events: [...events], secret })
+    .returningAll()
+    .executeTakeFirstOrThrow();
+  return toSubscription(row);
+}
+
+export async function findSubscription(db: Executor, merchantId: string, id: string): Promise<Subscription | null> {
+  const row = await db
+    .selectFrom('webhook_subscriptions')
+    .selectAll()
+    .where('merchant_id', '=', merchantId)
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirst();
+  return row ? toSubscription(row) : null;
+}
+
+export async function listSubscriptions(db: Executor, merchantId: string): Promise<Subscription[]> {
+  const rows = await db
+    .selectFrom('webhook_subscriptions')
+    .selectAll()
+    .where('merchant_id', '=', merchantId)
+    .where('deleted_at', 'is', null)
+    .orderBy('id', 'desc')
+    .execute();
+  return rows.map((row) => toSubscription(row));
+}
+
+/** Soft delete: it never delivers again, its delivery history stays. */
+export async function deleteSubscription(db: Executor, merchantId: string, id: string): Promise<boolean> {
+  const result = await db
+    .updateTable('webhook_subscriptions')
+    .set({ deleted_at: sql<Date>`now()`, enabled: false, updated_at: sql<Date>`now()` })
+    .where('merchant_id', '=', merchantId)
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows) === 1;
+}
+
+/** The new secret signs from now on; the current one keeps signing for `overlapMs`. */
+export async function rotateSecret(
+  db: Executor,
+  merchantId: string,
+  id: string,
+  secret: string,
+  overlapMs: number,
+): Promise<Subscription | null> {
+  const row = await db
+    .updateTable('webhook_subscriptions')
+    .set({
+      previous_secret: sql<string>`secret`,
+      previous_secret_expires_at: sql<Date>`now() + make_interval(secs => ${overlapMs / 1000})`,
+      secret,
+      updated_at: sql<Date>`now()`,
+    })
+    .where('merchant_id', '=', merchantId)
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .returningAll()
+    .executeTakeFirst();
+  return row ? toSubscription(row) : null;
+}
+
+/** The secret itself, for the one answer that shows it (create and rotate). */
+export async function currentSecret(db: Executor, id: string): Promise<string> {
+  const row = await db
+    .selectFrom('webhook_subscriptions')
+    .select('secret')
+    .where('id', '=', id)
+    .executeTakeFirstOrThrow();
+  return row.secret;
+}
+
+export async function disableSubscription(db: Executor, id: string, reason: string): Promise<void> {
+  await db
+    .updateTable('webhook_subscriptions')
+    .set({ enabled: false, disabled_reason: reason, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .execute();
+}
+
+/** Enabled, not deleted subscriptions of a merchant that want this event type. */
+export async function matchingSubscriptions(db: Executor, merchantId: string, type: string): Promise<Subscription[]> {
+  const rows = await db
+    .selectFrom('webhook_subscriptions')
+    .selectAll()
+    .where('merchant_id', '=', merchantId)
+    .where('enabled', '=', true)
+    .where('deleted_at', 'is', null)
+    .where(sql<boolean>`${type} = any(events)`)
+    .execute();
+  return rows.map((row) => toSubscription(row));
+}
+
+/**
+ * insert into webhook_deliveries ... on conflict (event_id, subscription_id) do nothing —
+ * returns the new delivery's id, or null if that pair already has one.
+ */
+export async function insertDelivery(trx: Tx, eventId: string, subscriptionId: string): Promise<string | null> {
+  const row = await trx
+    .insertInto('webhook_deliveries')
+    .values({
+      id: newId('whd'),
+      event_id: eventId,
+      subscription_id: subscriptionId,
+      status: 'pending',
+      next_attempt_at: sql<Date>`now()`,
+    })
+    .onConflict((conflict) => conflict.columns(['event_id', 'subscription_id']).doNothing())
+    .returning('id')
+    .executeTakeFirst();
+  return row?.id ?? null;
+}
+
+export async function findDelivery(db: Executor, id: string): Promise<Delivery | null> {
+  const row = await db.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirst();
+  return row ? toDelivery(row) : null;
+}
+
+export async function findDeliveryFor(db: Executor, eventId: string, subscriptionId: string): Promise<Delivery | null> {
+  const row = await db
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('event_id', '=', eventId)
+    .where('subscription_id', '=', subscriptionId)
+    .executeTakeFirst();
+  return row ? toDelivery(row) : null;
+}
+
+export async function listDeliveries(
+  db: Executor,
+  subscriptionId: string,
+  limit: number,
+): Promise<
+  Array<
+    Delivery & {
+      attempts: Array<{
+        number: number;
+        at: Date;
+        statusCode: number | null;
+        latencyMs: number | null;
+        error: string | null;
+      }>;
+    }
+  >
+> {
+  const deliveries = await db
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('subscription_id', '=', subscriptionId)
+    .orderBy('created_at', 'desc')
+    .limit(limit)
+    .execute();
+  const attempts =
+    deliveries.length === 0
+      ? []
+      : await db
+          .selectFrom('webhook_delivery_attempts')
+          .selectAll()
+          .where(
+            'delivery_id',
+            'in',
+            deliveries.map((d) => d.id),
+          )
+          .orderBy('attempt_number')
+          .execute();
+  return deliveries.map((row) => ({
+    ...toDelivery(row),
+    attempts: attempts
+      .filter((a) => a.delivery_id === row.id)
+      .map((a) => ({
+        number: a.attempt_number,
+        at: a.started_at,
+        statusCode: a.status_code,
+        latencyMs: a.latency_ms,
+        error: a.error,
+      })),
+  }));
+}
+
+/** select * from outbox_events where id = $1 */
+export async function findEvent(db: Executor, id: string): Promise<OutboxEvent | null> {
+  const row = await db.selectFrom('outbox_events').selectAll().where('id', '=', id).executeTakeFirst();
+  return row ? toOutboxEvent(row) : null;
+}
+
+/** The merchant's event log, newest first, keyset-paginated on the (time-sortable) event id. */
+export async function listEvents(
+  db: Executor,
+  query: { merchantId: string; type?: string | undefined; startingAfter?: string | undefined; limit: number },
+): Promise<{ events: OutboxEvent[]; hasMore: boolean }> {
+  let select = db.selectFrom('outbox_events').selectAll().where('merchant_id', '=', query.merchantId);
+  if (query.type) select = select.where('type', '=', query.type);
+  if (query.startingAfter) select = select.where('id', '<', query.startingAfter);
+  const rows = await select
+    .orderBy('id', 'desc')
+    .limit(query.limit + 1)
+    .execute();
+  return { events: rows.slice(0, query.limit).map(toOutboxEvent), hasMore: rows.length > query.limit };
+}

@@ -1,0 +1,41 @@
+import express, { type Express } from 'express';
+import type { Db } from '../db/connection.ts';
+import type { CreatePaymentOrderDeps } from '../domain/create-payment-order.ts';
+import type { ProcessingStore } from '../domain/process-payment-order.ts';
+import type { Logger } from '../lib/logger.ts';
+import type { EnqueueDelivery } from '../outbox/relay.ts';
+import { authenticate, errorHandler, type MerchantLookup, notFound, requestLogging } from './middleware.ts';
+import { callbackRoutes } from './routes/callbacks.routes.ts';
+import { eventRoutes } from './routes/events.routes.ts';
+import { healthRoutes } from './routes/health.routes.ts';
+import { paymentOrderRoutes } from './routes/payment-orders.routes.ts';
+import { type WebhookRoutesDeps, webhookSubscriptionRoutes } from './routes/webhook-subscriptions.routes.ts';
+
+export type AppDeps = Readonly<{
+  db: Db;
+  logger: Logger;
+  lookupMerchant: MerchantLookup;
+  createOrder: CreatePaymentOrderDeps;
+  processing: ProcessingStore;
+  webhooks: WebhookRoutesDeps;
+  enqueueDelivery: EnqueueDelivery;
+}>;
+
+export function createApp(deps: AppDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+  app.use(requestLogging(deps.logger));
+  app.use(healthRoutes(deps.db));
+  app.use(callbackRoutes(deps.processing));
+  app.use(
+    authenticate(deps.lookupMerchant),
+    paymentOrderRoutes({ db: deps.db, create: deps.createOrder }),
+    webhookSubscriptionRoutes(deps.webhooks),
+    eventRoutes({ db: deps.db, enqueue: deps.enqueueDelivery }),
+  );
+  app.use(notFound);
+  app.use(errorHandler(deps.logger));
+  return app;
+}
