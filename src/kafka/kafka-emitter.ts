@@ -1,0 +1,321 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { ProduceAcks, Producer, stringSerializers } from '@platformatic/kafka';
+import type { Selectable } from 'kysely';
+import { sql } from 'kysely';
+import type pg from 'pg';
+import type { Db, Tx } from '../db/connection.ts';
+import type { OutboxEventsTable } from '../db/schema.ts';
+import { toOutboxEvent } from '../db/webhooks.repository.ts';
+import type { OutboxEvent } from '../domain/event-body.ts';
+import type { Logger } from '../lib/logger.ts';
+import { eventRecord } from './event-record.ts';
+
+/**
+ * The Kafka emitter: publishes every committed outbox event to one topic, at least once.
+ *
+ * Configuration (read by config.ts, passed in by main.ts; the emitter is off unless KAFKA_BROKERS
+ * is set): KAFKA_BROKERS (comma-separated host:port), KAFKA_TOPIC (default `payment-orders.events`),
+ * KAFKA_CLIENT_ID (default `payment-order-gateway`).
+ *
+ * Its progress is its own mark on each outbox row (`kafka_published_at`), independent of the
+ * webhook relay's. One step, in one transaction:
+ *
+ *   select the oldest unmarked rows (for update skip locked) → send them, await the brokers' ack
+ *   → mark exactly those rows → commit
+ *
+ * - If the send fails (broker down, refused, timed out), the transaction rolls back: nothing is
+ *   marked, the rows are taken again after a backoff (exponential, jittered, capped). Nothing is
+ *   ever dropped.
+ * - At least once: a crash (or a lost commit) after Kafka acknowledged and before the commit leaves
+ *   the rows unmarked, and they are sent again. Consumers dedupe on the event id.
+ * - Tradeoff: the transaction, its row locks and one pool connection stay open for the broker
+ *   round-trip (bounded by the producer's timeout and retries below). That is what makes "marked"
+ *   mean "acknowledged" with no intermediate state; batches stay small (default 100) so the locks
+ *   are few and short. Nothing else updates outbox rows except the webhook relay, which marks a
+ *   different column of the same rows and may wait on these locks for that long.
+ * - Pool connections: one held for LISTEN for the emitter's lifetime, one per step.
+ */
+export type KafkaEmitterOptions = Readonly<{
+  db: Db;
+  pool: pg.Pool;
+  brokers: string[];
+  topic: string;
+  clientId: string;
+  logger: Logger;
+  /** Rows per step (default 100). */
+  batchSize?: number;
+  /** Retry delays after a failed step (default 500 ms doubling up to 30 s, jittered). */
+  backoff?: Backoff;
+}>;
+
+export type Backoff = Readonly<{ baseMs: number; maxMs: number }>;
+
+export type KafkaEmitter = { stop(): Promise<void> };
+
+const DEFAULT_BATCH_SIZE = 100;
+const DEFAULT_BACKOFF: Backoff = { baseMs: 500, maxMs: 30_000 };
+/** NOTIFY is an optimisation: a notification lost while the listener reconnects costs ≤ 1 s. */
+const POLL_INTERVAL_MS = 1_000;
+const CHANNEL = 'outbox_events';
+
+export async function startKafkaEmitter(options: KafkaEmitterOptions): Promise<KafkaEmitter> {
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
+  const backoff = options.backoff ?? DEFAULT_BACKOFF;
+  if (options.brokers.length === 0) throw new Error('the Kafka emitter needs at least one broker');
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`bad Kafka batch size ${batchSize}`);
+  const logger = options.logger.child({ component: 'kafka-emitter' });
+  const stopping = new AbortController();
+  const wake = createWakeSignal();
+  const listener = await listenForEvents(options.pool, wake.notify, logger, backoff, stopping.signal);
+  const producer = createProducer(options.brokers, options.clientId);
+  const publish = () => publishBatch(options.db, producer, options.topic, batchSize);
+  const loop = runLoop(publish, { batchSize, backoff, logger, wake, signal: stopping.signal });
+  logger.info({ brokers: options.brokers, topic: options.topic }, 'kafka emitter started');
+
+  let stopped: Promise<void> | undefined;
+  return {
+    stop() {
+      stopped ??= (async () => {
+        stopping.abort();
+        wake.notify();
+        // Closing the producer fails a send in flight (and its retries) at once; that step rolls
+        // back and its rows are sent again by the next run: at least once, nothing lost.
+        await producer.close(true).catch((error: unknown) => logger.warn({ err: error }, 'closing the producer'));
+        await loop;
+        await listener.close();
+        logger.info('kafka emitter stopped');
+      })();
+      return stopped;
+    },
+  };
+}
+
+function createProducer(brokers: string[], clientId: string): Producer<string, string, string, string> {
+  return new Producer({
+    clientId,
+    bootstrapBrokers: brokers,
+    serializers: stringSerializers,
+    // Idempotent: the broker drops the duplicates of the producer's own retries (one in-flight
+    // request per connection, sequence numbers), and needs acks = all: every in-sync replica has
+    // the record before send() resolves.
+    idempotent: true,
+    acks: ProduceAcks.ALL,
+    // An idempotent producer otherwise retries forever inside send() (retries ≤ 1 is turned into
+    // Number.MAX_SAFE_INTEGER), which would hold the step's transaction open while the broker is
+    // down. A few quick retries cover a leader change; beyond that send() fails, the step rolls
+    // back, and the emitter's own backoff takes over.
+    retries: 3,
+    retryDelay: 250,
+    // Compression is left off: a record is one small JSON document and batches are ≤ batchSize.
+  });
+}
+
+/**
+ * One step: takes up to `limit` unpublished events, sends them and marks them, in one transaction.
+ * Returns how many were published; throws (and marks nothing) if the send fails.
+ */
+async function publishBatch(
+  db: Db,
+  producer: Producer<string, string, string, string>,
+  topic: string,
+  limit: number,
+): Promise<number> {
+  return db.transaction().execute(async (trx) => {
+    const events = await takeUnpublishedEvents(trx, limit);
+    if (events.length === 0) return 0;
+    // Resolves once the brokers acknowledged every record (acks = all).
+    await producer.send({ messages: events.map((event) => eventRecord(event, topic)) });
+    // A crash here, after the ack and before the commit, sends these rows again: at least once.
+    await markPublished(
+      trx,
+      events.map((event) => event.id),
+    );
+    return events.length;
+  });
+}
+
+type LoopContext = Readonly<{
+  batchSize: number;
+  backoff: Backoff;
+  logger: Logger;
+  wake: WakeSignal;
+  signal: AbortSignal;
+}>;
+
+async function runLoop(publish: () => Promise<number>, context: LoopContext): Promise<void> {
+  const { signal, logger } = context;
+  let failures = 0;
+  while (!signal.aborted) {
+    try {
+      const published = await publish();
+      if (failures > 0) logger.info({ failedAttempts: failures }, 'kafka publishing recovered');
+      failures = 0;
+      if (published > 0) logger.debug({ published }, 'published events to kafka');
+      // A full batch means more may be waiting: go again at once.
+      if (published < context.batchSize) await context.wake.wait(POLL_INTERVAL_MS);
+    } catch (error) {
+      if (signal.aborted) break;
+      failures += 1;
+      const retryInMs = backoffDelay(failures, context.backoff);
+      logger.warn(
+        { err: error, attempt: failures, retryInMs },
+        'kafka publish failed; nothing marked published, will retry',
+      );
+      await sleep(retryInMs, undefined, { signal }).catch(() => {});
+    }
+  }
+}
+
+/**
+ * The delay before retry `attempt` (1, 2, ...): base · 2^(attempt-1), capped at max, with "equal
+ * jitter" (half fixed, half random) so that instances retrying together spread out while the delay
+ * still grows (AWS Architecture Blog, "Exponential Backoff and Jitter", 2015).
+ */
+export function backoffDelay(attempt: number, backoff: Backoff, random: () => number = Math.random): number {
+  const capped = Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.round(capped / 2 + (random() * capped) / 2);
+}
+
+/**
+ * The oldest events not yet published to Kafka, locked for this transaction:
+ *
+ *   select id, type, order_id, merchant_id, created_at, payload from outbox_events
+ *    where kafka_published_at is null order by created_at, id limit $1 for update skip locked
+ *
+ * A mark, not a cursor: a row whose transaction committed after a later row's is still unmarked,
+ * so it is taken whenever it commits (see sql/003_events.sql). `skip locked`: several instances
+ * (or a step that overlaps a slow one) each take rows no one else holds, instead of queueing
+ * behind the holder's broker round-trip and then sending the same rows again. Served by the
+ * partial index outbox_events_unpublished_idx.
+ */
+export async function takeUnpublishedEvents(trx: Tx, limit: number): Promise<OutboxEvent[]> {
+  const { rows } = await sql<Selectable<OutboxEventsTable>>`
+    select id, type, order_id, merchant_id, created_at, payload
+      from outbox_events
+     where kafka_published_at is null
+     order by created_at, id
+     limit ${limit}
+       for update skip locked`.execute(trx);
+  return rows.map(toOutboxEvent);
+}
+
+/** update outbox_events set kafka_published_at = now() where id = any($1) */
+export async function markPublished(trx: Tx, ids: readonly string[]): Promise<void> {
+  await sql`update outbox_events set kafka_published_at = now() where id = any(${ids}::text[])`.execute(trx);
+}
+
+type WakeSignal = Readonly<{ notify(): void; wait(timeoutMs: number): Promise<void> }>;
+
+/**
+ * Wakes the loop early. Notifications that arrive while a step runs are remembered (one flag, not
+ * a count: the next step takes whatever is there), so the loop never sleeps past a new event.
+ */
+function createWakeSignal(): WakeSignal {
+  let pending = false;
+  let wakeUp: (() => void) | undefined;
+  return {
+    notify() {
+      pending = true;
+      wakeUp?.();
+    },
+    async wait(timeoutMs) {
+      if (!pending) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, timeoutMs);
+          wakeUp = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wakeUp = undefined;
+      }
+      pending = false;
+    },
+  };
+}
+
+type Listener = { close(): Promise<void> };
+type Listening = Readonly<{ client: pg.PoolClient; release(error?: Error): void }>;
+
+/**
+ * LISTEN on a dedicated pool client; calls `onEvent` on every NOTIFY of the outbox trigger, and
+ * once after each (re)connect for whatever committed while nobody listened. When the connection
+ * is lost it reconnects (with backoff) and listens again; polling covers the gap meanwhile. The
+ * first connection is made before this returns, so a misconfigured database fails start-up.
+ */
+async function listenForEvents(
+  pool: pg.Pool,
+  onEvent: () => void,
+  logger: Logger,
+  backoff: Backoff,
+  signal: AbortSignal,
+): Promise<Listener> {
+  let current: Listening | undefined;
+  let reconnecting: Promise<void> | undefined;
+
+  const connect = async (): Promise<void> => {
+    const client = await pool.connect();
+    let released = false;
+    const listening: Listening = {
+      client,
+      release(error) {
+        if (released) return;
+        released = true;
+        client.removeListener('notification', onEvent);
+        // An error destroys the connection instead of returning it to the pool.
+        client.release(error ?? false);
+      },
+    };
+    client.on('error', (error) => {
+      listening.release(error);
+      if (current !== listening) return;
+      current = undefined;
+      logger.warn({ err: error }, 'outbox listener lost its connection; reconnecting');
+      reconnecting = reconnect();
+    });
+    client.on('notification', onEvent);
+    try {
+      await client.query(`listen ${CHANNEL}`);
+    } catch (error) {
+      listening.release(error as Error);
+      throw error;
+    }
+    if (signal.aborted) {
+      listening.release(new Error('stopped while connecting'));
+      return;
+    }
+    current = listening;
+    onEvent();
+  };
+
+  const reconnect = async (): Promise<void> => {
+    for (let attempt = 1; !signal.aborted; attempt++) {
+      await sleep(backoffDelay(attempt, backoff), undefined, { signal }).catch(() => {});
+      if (signal.aborted) return;
+      try {
+        await connect();
+        logger.info({ attempt }, 'outbox listener reconnected');
+        return;
+      } catch (error) {
+        logger.warn({ err: error, attempt }, 'outbox listener could not reconnect');
+      }
+    }
+  };
+
+  await connect();
+  return {
+    /** Call after aborting `signal`: ends a reconnection in progress, then UNLISTENs and releases. */
+    async close() {
+      await reconnecting;
+      const listening = current;
+      current = undefined;
+      if (!listening) return;
+      try {
+        await listening.client.query(`unlisten ${CHANNEL}`);
+        listening.release();
+      } catch (error) {
+        listening.release(error as Error);
+      }
+    },
+  };
+}
