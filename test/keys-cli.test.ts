@@ -1,0 +1,73 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { childEnv } from './helpers/child-env.ts';
+import { testDatabase } from './helpers/database.ts';
+import { startTestService } from './helpers/service.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+/** `npm run keys -- ...` as a user runs it, through npm, on the test's database. */
+function keys(databaseUrl: string, ...args: string[]) {
+  const result = spawnSync('npm', ['run', '--silent', 'keys', '--', ...args], {
+    cwd: ROOT,
+    env: childEnv({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' }),
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const database = await testDatabase(t);
+const service = await startTestService(t, {}, database);
+
+t.test('create prints the key alone on the last line, once; only its hash is stored', async (t) => {
+  const created = keys(database.url, 'create', 'acme');
+  t.equal(created.status, 0, created.stderr);
+  const key = created.stdout.trim().split('\n').at(-1) as string;
+  t.match(key, /^sk_[A-Za-z0-9_-]{43}$/);
+  const res = await service.api(key).get('/payment-orders');
+  t.equal(res.status, 200, 'the key works');
+  const [row] = await database.rows(
+    "select k.key_prefix from api_keys k join merchants m on m.id = k.merchant_id where m.name = 'acme'",
+  );
+  t.equal(row?.key_prefix, key.slice(0, 11));
+  t.notMatch(JSON.stringify(await database.rows('select * from api_keys')), key.slice(11));
+
+  const second = keys(database.url, 'create', 'acme');
+  t.equal(second.status, 0);
+  t.not(second.stdout.trim().split('\n').at(-1), key, 'a second key for the same merchant');
+  t.equal(await database.count('merchants', "name = 'acme'"), 1);
+});
+
+t.test('list shows keys without secrets; revoke turns a key off', async (t) => {
+  const key = keys(database.url, 'create', 'globex').stdout.trim().split('\n').at(-1) as string;
+  const listed = keys(database.url, 'list');
+  t.equal(listed.status, 0);
+  t.match(listed.stdout, /globex {2}sk_\S{8}\.\.\. {2}created \S+ {2}active/);
+  t.notMatch(listed.stdout, key);
+
+  const id = /^(key_\S+) {2}globex/m.exec(listed.stdout)?.[1] as string;
+  t.ok(id);
+  const revoked = keys(database.url, 'revoke', id);
+  t.equal(revoked.status, 0);
+  t.match(revoked.stdout, /revoked/);
+  t.equal((await service.api(key).get('/payment-orders')).status, 401);
+  t.match(keys(database.url, 'list').stdout, /globex .* revoked /);
+  t.equal(keys(database.url, 'revoke', id).status, 1, 'revoking twice says no');
+});
+
+t.test('revoke also takes the key itself', async (t) => {
+  const key = keys(database.url, 'create', 'initech').stdout.trim().split('\n').at(-1) as string;
+  t.equal(keys(database.url, 'revoke', key).status, 0);
+  t.equal((await service.api(key).get('/payment-orders')).status, 401);
+});
+
+t.test('bad usage explains itself', async (t) => {
+  const none = keys(database.url);
+  t.equal(none.status, 2);
+  t.match(none.stderr, /usage: npm run keys -- create <merchant>/);
+  t.equal(keys(database.url, 'create').status, 2);
+  t.equal(keys(database.url, 'create', 'bad name; drop table').status, 2);
+});
