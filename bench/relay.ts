@@ -1,0 +1,823 @@
+// `npm run bench:relay`: how fast do terminal events reach a webhook subscriber, and how soon after
+// the terminal transaction commits does one arrive when the relay is idle?
+//
+// One gateway instance (child process, WORKER_CONCURRENCY=0: no provider processing), one webhook
+// subscription created through the API, and a subscriber that answers 200 at once. The subscriber
+// runs in a second child process (this file with --subscriber), so that its event loop does not
+// compete with the one committing events; it stamps each request on arrival and reports
+// (webhook-id, time) pairs over IPC. Events are produced as the gateway produces them: a COMPLETED
+// payment_orders row and its outbox_events row (payload = orderJson of the order), committed
+// together; the commit time is taken as soon as COMMIT returns. Both clocks are this machine's
+// (performance.timeOrigin + performance.now(), in each process).
+//   0. warm-up: BENCH_WARMUP_EVENTS (default 5) events one at a time, not measured;
+//   1. idle: BENCH_IDLE_EVENTS (default 50) events one at a time, each once the previous one was
+//      received (and IDLE_GAP_MS later): commit → received p50/p99 (target: p50 ≤ 100 ms);
+//   2. throughput: BENCH_EVENTS (default 5000) events committed as fast as one connection can, in
+//      transactions of BENCH_BATCH (default 100) events; deliveries/s = events / (last receipt −
+//      first commit) (target ≥ 2,000/s), and commit → received p50/p99 under that backlog.
+// Then webhook_deliveries must hold one delivered row per event, and the database's own timestamps
+// split each event's way into relay, queue, preparation, HTTP and finishing.
+// Exits 1 only if some event was not received by its deadline (BENCH_DEADLINE_SECONDS, default 300,
+// for the throughput phase; 30 s per event otherwise). Database as in the other benches: a fresh one
+// on DATABASE_URL's server, or a temporary embedded PostgreSQL; everything stopped and dropped at the end.
+import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { freePort } from '../src/db/embedded-postgres.ts';
+import { newOrder } from '../src/domain/create-payment-order.ts';
+import { orderJson } from '../src/domain/order-json.ts';
+import type { NewPaymentOrder, PaymentOrder } from '../src/domain/payment-order.ts';
+import { QUEUES } from '../src/jobs/queues.ts';
+import { newId } from '../src/lib/ids.ts';
+import { PGBOSS_SCHEMA } from '../src/service.ts';
+import {
+  type Cleanup,
+  createMerchant,
+  interrupted,
+  openBenchDatabase,
+  percentile,
+  positiveNumber,
+  runCleanups,
+  type ServiceProcess,
+  sleep,
+  spawnService,
+  stopOnCtrlC,
+} from './support.ts';
+
+const SUBSCRIBER_FLAG = '--subscriber';
+
+const EVENTS = integer('BENCH_EVENTS', 5000);
+const IDLE_EVENTS = integer('BENCH_IDLE_EVENTS', 50);
+const WARMUP_EVENTS = integer('BENCH_WARMUP_EVENTS', 5);
+const BATCH = integer('BENCH_BATCH', 100);
+const WEBHOOK_CONCURRENCY = integer('BENCH_WEBHOOK_CONCURRENCY', 64);
+const POOL_SIZE = integer('BENCH_POOL_SIZE', 40);
+const DEADLINE_MS = positiveNumber('BENCH_DEADLINE_SECONDS', process.env.BENCH_DEADLINE_SECONDS, 300) * 1000;
+const TARGET_RATE = 2000;
+const TARGET_IDLE_P50_MS = 100;
+/** How long one idle (or warm-up) event may take to arrive. */
+const ONE_EVENT_TIMEOUT_MS = 30_000;
+/** Pause after an idle event arrived, so that its delivery is marked and the gateway is idle again. */
+const IDLE_GAP_MS = 50;
+/** After the last receipt, how long the delivered marks may take to appear. */
+const SETTLE_TIMEOUT_MS = 30_000;
+const SUBSCRIBER_START_TIMEOUT_MS = 30_000;
+const SUBSCRIBER_STOP_TIMEOUT_MS = 5_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+const PROGRESS_EVERY_MS = 5_000;
+
+const ORDER_BODY = {
+  amount: 1050,
+  currency: 'USD',
+  paymentMethod: { type: 'card', token: 'pm_card_visa' },
+  reference: 'bench-relay',
+} as const;
+const NEW_ORDER: NewPaymentOrder = { ...ORDER_BODY };
+const PROVIDER = 'stripe';
+const EVENT_TYPE = 'payment_order.completed';
+
+/** Milliseconds since the epoch with sub-millisecond precision; comparable across this machine's processes. */
+function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The subscriber (child process)
+
+type Receipt = [webhookId: string, atMs: number];
+type FromSubscriber = { type: 'ready'; port: number } | { type: 'received'; receipts: Receipt[] };
+
+/** Answers every request 200 once its body is read; reports (webhook-id, arrival) pairs to the parent. */
+function runSubscriber(): void {
+  const buffer: Receipt[] = [];
+  let scheduled = false;
+  const send = (message: FromSubscriber) => {
+    if (process.connected) process.send?.(message);
+  };
+  // Batched per event loop turn: under load one IPC message carries many receipts.
+  const flush = () => {
+    scheduled = false;
+    if (buffer.length > 0) send({ type: 'received', receipts: buffer.splice(0) });
+  };
+  const server = http.createServer((req, res) => {
+    const at = nowMs();
+    const id = req.headers['webhook-id'];
+    buffer.push([typeof id === 'string' ? id : '', at]);
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('ok');
+    });
+  });
+  const stop = () => {
+    flush();
+    server.close();
+    server.closeAllConnections();
+    process.exit(0);
+  };
+  // Ctrl-C reaches the whole process group: the parent decides when this process stops.
+  process.on('SIGINT', () => {});
+  process.on('SIGTERM', stop);
+  process.on('disconnect', stop); // the parent is gone
+  process.on('message', (message) => {
+    if (message === 'stop') stop();
+  });
+  server.listen(0, '127.0.0.1', () => send({ type: 'ready', port: (server.address() as AddressInfo).port }));
+}
+
+type Subscriber = Readonly<{
+  url: string;
+  pid: number | undefined;
+  /** Resolves true once every id was received at least once, false on timeout or Ctrl-C. */
+  waitFor(ids: readonly string[], timeoutMs: number): Promise<boolean>;
+  firstReceiptMs(id: string): number | undefined;
+  /** Requests received for this id beyond the first. */
+  duplicates(id: string): number;
+  requests(): number;
+  withoutId(): number;
+}>;
+
+async function startSubscriber(cleanups: Cleanup[]): Promise<Subscriber> {
+  const child = fork(fileURLToPath(import.meta.url), [SUBSCRIBER_FLAG], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  const exited = new Promise<string>((resolve) => {
+    child.once('exit', (code, signal) => resolve(`exited with ${signal ?? code}`));
+    child.once('error', (error) => resolve(`failed: ${error.message}`));
+  });
+  cleanups.push(() => stopSubscriber(child, exited));
+
+  const first = new Map<string, number>();
+  const counts = new Map<string, number>();
+  let requests = 0;
+  let withoutId = 0;
+  let waiter: { remaining: Set<string>; done: () => void } | null = null;
+  child.on('message', (message: FromSubscriber) => {
+    if (message.type !== 'received') return;
+    for (const [id, at] of message.receipts) {
+      requests++;
+      if (id === '') {
+        withoutId++;
+        continue;
+      }
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+      if (!first.has(id)) {
+        first.set(id, at);
+        waiter?.remaining.delete(id);
+      }
+    }
+    if (waiter && waiter.remaining.size === 0) waiter.done();
+  });
+
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`subscriber not ready within ${SUBSCRIBER_START_TIMEOUT_MS} ms`)),
+      SUBSCRIBER_START_TIMEOUT_MS,
+    );
+    child.on('message', (message: FromSubscriber) => {
+      if (message.type !== 'ready') return;
+      clearTimeout(timer);
+      resolve(message.port);
+    });
+    void exited.then((reason) => {
+      clearTimeout(timer);
+      reject(new Error(`subscriber ${reason}`));
+    });
+  });
+
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    pid: child.pid,
+    waitFor(ids, timeoutMs) {
+      const remaining = new Set(ids.filter((id) => !first.has(id)));
+      if (remaining.size === 0) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const finish = (ok: boolean) => {
+          clearTimeout(timer);
+          clearInterval(watch);
+          waiter = null;
+          resolve(ok);
+        };
+        const timer = setTimeout(() => finish(false), timeoutMs);
+        const watch = setInterval(() => {
+          if (interrupted()) finish(false);
+        }, 200);
+        waiter = { remaining, done: () => finish(true) };
+      });
+    },
+    firstReceiptMs: (id) => first.get(id),
+    duplicates: (id) => Math.max(0, (counts.get(id) ?? 0) - 1),
+    requests: () => requests,
+    withoutId: () => withoutId,
+  };
+}
+
+async function stopSubscriber(child: ChildProcess, exited: Promise<string>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (child.connected) child.send('stop');
+  else child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), SUBSCRIBER_STOP_TIMEOUT_MS);
+  await exited;
+  clearTimeout(timer);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+type Phase = Readonly<{
+  name: string;
+  ids: string[];
+  commitMs: Map<string, number>;
+  /** Events not received by the deadline. */
+  missing: number;
+  /** From the first commit to the last event's first receipt; null if not all were received. */
+  spanMs: number | null;
+  /** Throughput phase only: how long committing all events took. */
+  produceMs: number | null;
+  cpu: CpuUse | null;
+}>;
+
+async function main(): Promise<void> {
+  stopOnCtrlC('stopping the current phase');
+  const cleanups: Cleanup[] = [];
+  try {
+    const database = await openBenchDatabase(cleanups);
+    const subscriber = await startSubscriber(cleanups);
+
+    const service = spawnService(
+      {
+        ...process.env,
+        DATABASE_URL: database.url,
+        PORT: String(await freePort()),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        DEMO_MERCHANT: 'false',
+        WORKER_CONCURRENCY: '0',
+        WEBHOOK_ALLOWED_CIDRS: '127.0.0.0/8',
+        WEBHOOK_CONCURRENCY: String(WEBHOOK_CONCURRENCY),
+        DATABASE_POOL_SIZE: String(POOL_SIZE),
+      },
+      'gateway',
+    );
+    cleanups.push(service.stop);
+    await service.ready; // migrated, queues created, relay and webhook workers running
+
+    const merchant = await createMerchant(database.url);
+    const subscriptionId = await createSubscription(service.url, merchant.apiKey, subscriber.url);
+    const pool = new pg.Pool({ connectionString: database.url, max: 2, application_name: 'bench-relay' });
+    pool.on('error', () => {}); // an idle client losing its server must not crash the bench
+    cleanups.push(() => pool.end());
+
+    const version = (await pool.query<{ v: string }>("select current_setting('server_version') as v")).rows[0]?.v;
+    process.stdout.write(
+      `PostgreSQL ${version} (${process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded'}), ${availableParallelism()} CPUs, ` +
+        `one gateway (WORKER_CONCURRENCY=0, WEBHOOK_CONCURRENCY=${WEBHOOK_CONCURRENCY}, DATABASE_POOL_SIZE=${POOL_SIZE}), ` +
+        `subscription ${subscriptionId} → ${subscriber.url} (subscriber in its own process)\n`,
+    );
+
+    await warmUp(pool, merchant.id, subscriber);
+    const phases: Phase[] = [];
+    const idle = await runIdle(pool, merchant.id, subscriber);
+    phases.push(idle);
+    if (!interrupted()) phases.push(await runThroughput(pool, merchant.id, subscriber, [service, subscriber]));
+
+    const reports: PhaseReport[] = [];
+    for (const phase of phases) reports.push(await describePhase(pool, phase, subscriber));
+    printSummary(reports, subscriber);
+    if (interrupted()) {
+      process.stdout.write('interrupted: the phases above may be incomplete\n');
+      process.exitCode = 130;
+    } else {
+      process.exitCode = phases.some((phase) => phase.missing > 0) ? 1 : 0;
+    }
+  } finally {
+    await runCleanups(cleanups);
+  }
+}
+
+/** POST /webhook-subscriptions through the API, as a merchant would; returns its id. */
+async function createSubscription(baseUrl: string, apiKey: string, url: string): Promise<string> {
+  const { status, body } = await postJson(new URL('/webhook-subscriptions', baseUrl), apiKey, { url });
+  const id = (JSON.parse(body) as { id?: unknown }).id;
+  if (status !== 201 || typeof id !== 'string') throw new Error(`creating the subscription: HTTP ${status} ${body}`);
+  return id;
+}
+
+function postJson(url: URL, apiKey: string, payload: unknown): Promise<{ status: number; body: string }> {
+  const body = JSON.stringify(payload);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      {
+        method: 'POST',
+        agent: false,
+        timeout: REQUEST_TIMEOUT_MS,
+        headers: {
+          Authorization: `Bearer ${apiKey}`,
+          'Content-Type': 'application/json',
+          'Content-Length': String(Buffer.byteLength(body)),
+        },
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producing terminal events
+
+const INSERT_ORDERS_SQL = `
+  insert into payment_orders (id, merchant_id, status, amount, currency, provider, payment_method, reference,
+    description, metadata, provider_reference, idempotency_key, created_at, updated_at)
+  select id, merchant_id, status, amount, currency, provider, payment_method::jsonb, reference,
+    description, metadata::jsonb, provider_reference, idempotency_key, created_at, updated_at
+  from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
+    $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
+    as t(id, merchant_id, status, amount, currency, provider, payment_method, reference,
+      description, metadata, provider_reference, idempotency_key, created_at, updated_at)`;
+const INSERT_EVENTS_SQL = `
+  insert into outbox_events (id, merchant_id, order_id, type, payload)
+  select id, merchant_id, order_id, type, payload::jsonb
+  from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) as t(id, merchant_id, order_id, type, payload)`;
+
+let orderCount = 0;
+
+/**
+ * `count` COMPLETED orders and their payment_order.completed outbox events in one transaction
+ * (status COMPLETED on INSERT is allowed: the state machine's trigger is BEFORE UPDATE only).
+ * Returns the event ids and when COMMIT returned.
+ */
+async function commitEvents(
+  pool: pg.Pool,
+  merchantId: string,
+  count: number,
+): Promise<{ ids: string[]; committedAtMs: number }> {
+  const now = new Date();
+  const orders: PaymentOrder[] = Array.from({ length: count }, () => {
+    const n = ++orderCount;
+    return {
+      ...newOrder(merchantId, PROVIDER, NEW_ORDER, now),
+      status: 'COMPLETED',
+      providerReference: `pi_bench_relay_${n}`,
+    };
+  });
+  const eventIds = orders.map(() => newId('evt'));
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(INSERT_ORDERS_SQL, [
+      orders.map((o) => o.id),
+      orders.map((o) => o.merchantId),
+      orders.map((o) => o.status),
+      orders.map((o) => o.amount),
+      orders.map((o) => o.currency),
+      orders.map((o) => o.provider),
+      orders.map((o) => (o.paymentMethod ? JSON.stringify(o.paymentMethod) : null)),
+      orders.map((o) => o.reference),
+      orders.map((o) => o.description),
+      orders.map((o) => JSON.stringify(o.metadata)),
+      orders.map((o) => o.providerReference),
+      orders.map((o) => `bench-relay-${o.id}`),
+      orders.map((o) => o.createdAt),
+      orders.map((o) => o.updatedAt),
+    ]);
+    await client.query(INSERT_EVENTS_SQL, [
+      eventIds,
+      orders.map((o) => o.merchantId),
+      orders.map((o) => o.id),
+      orders.map(() => EVENT_TYPE),
+      orders.map((o) => JSON.stringify(orderJson(o))),
+    ]);
+    await client.query('commit');
+    const committedAtMs = nowMs();
+    return { ids: eventIds, committedAtMs };
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
+async function warmUp(pool: pg.Pool, merchantId: string, subscriber: Subscriber): Promise<void> {
+  for (let i = 0; i < WARMUP_EVENTS && !interrupted(); i++) {
+    const { ids } = await commitEvents(pool, merchantId, 1);
+    if (!(await subscriber.waitFor(ids, ONE_EVENT_TIMEOUT_MS)) && !interrupted()) {
+      throw new Error(`warm-up event ${ids[0]} was not delivered within ${ONE_EVENT_TIMEOUT_MS} ms`);
+    }
+    await sleep(IDLE_GAP_MS);
+  }
+}
+
+async function runIdle(pool: pg.Pool, merchantId: string, subscriber: Subscriber): Promise<Phase> {
+  const ids: string[] = [];
+  const commitMs = new Map<string, number>();
+  let missing = 0;
+  for (let i = 0; i < IDLE_EVENTS && !interrupted(); i++) {
+    const committed = await commitEvents(pool, merchantId, 1);
+    for (const id of committed.ids) {
+      ids.push(id);
+      commitMs.set(id, committed.committedAtMs);
+    }
+    if (!(await subscriber.waitFor(committed.ids, ONE_EVENT_TIMEOUT_MS))) {
+      if (interrupted()) break;
+      missing++;
+      process.stdout.write(`  idle: event ${committed.ids[0]} not received within ${ONE_EVENT_TIMEOUT_MS} ms\n`);
+    }
+    await sleep(IDLE_GAP_MS);
+  }
+  return { name: 'idle (one at a time)', ids, commitMs, missing, spanMs: null, produceMs: null, cpu: null };
+}
+
+async function runThroughput(
+  pool: pg.Pool,
+  merchantId: string,
+  subscriber: Subscriber,
+  children: readonly Pick<ServiceProcess, 'pid'>[],
+): Promise<Phase> {
+  const ids: string[] = [];
+  const commitMs = new Map<string, number>();
+  const pids = [process.pid, ...children.map((child) => child.pid)];
+  const cpuBefore = cpuSnapshot(pids);
+  const started = nowMs();
+  while (ids.length < EVENTS && !interrupted()) {
+    const committed = await commitEvents(pool, merchantId, Math.min(BATCH, EVENTS - ids.length));
+    for (const id of committed.ids) {
+      ids.push(id);
+      commitMs.set(id, committed.committedAtMs);
+    }
+  }
+  const produceMs = nowMs() - started;
+  process.stdout.write(
+    `  throughput: ${ids.length} events committed in ${(produceMs / 1000).toFixed(2)} s ` +
+      `(${Math.round(ids.length / (produceMs / 1000))} events/s, ${BATCH} per transaction); waiting for the deliveries\n`,
+  );
+  const firstCommit = Math.min(...commitMs.values());
+  const deadline = firstCommit + DEADLINE_MS;
+  let all = false;
+  while (!all && !interrupted() && nowMs() < deadline) {
+    all = await subscriber.waitFor(ids, Math.min(PROGRESS_EVERY_MS, Math.max(0, deadline - nowMs())));
+    if (!all && !interrupted()) {
+      const received = ids.filter((id) => subscriber.firstReceiptMs(id) !== undefined).length;
+      process.stdout.write(
+        `  throughput: ${received} of ${ids.length} received after ${((nowMs() - firstCommit) / 1000).toFixed(1)} s\n`,
+      );
+    }
+  }
+  const cpu = cpuUse(cpuBefore, cpuSnapshot(pids));
+  const receipts = ids.map((id) => subscriber.firstReceiptMs(id));
+  const missing = receipts.filter((at) => at === undefined).length;
+  const lastReceipt = Math.max(...receipts.map((at) => at ?? 0));
+  return {
+    name: 'throughput (all at once)',
+    ids,
+    commitMs,
+    missing,
+    spanMs: missing === 0 && ids.length > 0 ? lastReceipt - firstCommit : null,
+    produceMs,
+    cpu,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the database says about each phase
+
+type Segments = Readonly<Record<SegmentName, number[]>>;
+type SegmentName = 'relay' | 'queue' | 'prepare' | 'http' | 'finish';
+const SEGMENTS: readonly [SegmentName, string][] = [
+  ['relay', 'commit → relay pass began (outbox_events.relayed_at)'],
+  ['queue', 'relay pass began → delivery job fetched (pg-boss started_on)'],
+  ['prepare', 'job fetched → attempt row written (attempt started_at)'],
+  ['http', 'attempt started_at → request at the subscriber'],
+  ['finish', 'request at the subscriber → attempt marked (ended_at)'],
+];
+
+type PhaseReport = Readonly<{
+  phase: Phase;
+  latenciesMs: number[];
+  received: number;
+  duplicates: number;
+  statuses: Map<string, number>;
+  attempts: number;
+  failedAttempts: number;
+  segments: Segments;
+  relayPasses: number;
+  largestPass: number;
+  /** First commit → the last relay pass's start. */
+  relayDoneMs: number | null;
+  /** Events relayed per second: all but the last pass's, over first pass start → last pass start. */
+  relayRate: number | null;
+  /** First attempt start → last attempt end. */
+  sendSpanMs: number | null;
+  /** First attempts per second while relay passes were still starting, and after the last one began. */
+  sendRates: Readonly<{ whileRelaying: number; afterRelay: number }> | null;
+}>;
+
+async function describePhase(pool: pg.Pool, phase: Phase, subscriber: Subscriber): Promise<PhaseReport> {
+  const latenciesMs: number[] = [];
+  let duplicates = 0;
+  for (const id of phase.ids) {
+    const at = subscriber.firstReceiptMs(id);
+    const committed = phase.commitMs.get(id);
+    if (at !== undefined && committed !== undefined) latenciesMs.push(at - committed);
+    duplicates += subscriber.duplicates(id);
+  }
+  const statuses = await settledStatuses(pool, phase.ids, phase.ids.length - phase.missing);
+  const { rows } = await pool.query<{
+    event_id: string;
+    relayed_ms: string | null;
+    fetched_ms: string | null;
+    attempt_ms: string | null;
+    ended_ms: string | null;
+  }>(
+    `select e.id as event_id,
+            extract(epoch from e.relayed_at) * 1000 as relayed_ms,
+            extract(epoch from j.started_on) * 1000 as fetched_ms,
+            extract(epoch from a.started_at) * 1000 as attempt_ms,
+            extract(epoch from a.ended_at) * 1000 as ended_ms
+       from outbox_events e
+       left join webhook_deliveries d on d.event_id = e.id
+       left join webhook_delivery_attempts a on a.delivery_id = d.id and a.attempt_number = 1
+       left join ${PGBOSS_SCHEMA}.job j
+         on j.name = $2 and j.data->>'deliveryId' = d.id and (j.data->>'attempt')::int = 1
+      where e.id = any($1)`,
+    [phase.ids, QUEUES.deliverWebhook],
+  );
+  const segments: Record<SegmentName, number[]> = { relay: [], queue: [], prepare: [], http: [], finish: [] };
+  const num = (value: string | null) => (value === null ? null : Number(value));
+  const passes = new Map<number, number>();
+  const attemptStarts: number[] = [];
+  const attemptEnds: number[] = [];
+  for (const row of rows) {
+    const commit = phase.commitMs.get(row.event_id);
+    const received = subscriber.firstReceiptMs(row.event_id);
+    const relayed = num(row.relayed_ms);
+    const fetched = num(row.fetched_ms);
+    const attempt = num(row.attempt_ms);
+    const ended = num(row.ended_ms);
+    if (relayed !== null) passes.set(relayed, (passes.get(relayed) ?? 0) + 1);
+    if (attempt !== null) attemptStarts.push(attempt);
+    if (ended !== null) attemptEnds.push(ended);
+    if (commit === undefined || received === undefined) continue;
+    if (relayed === null || fetched === null || attempt === null || ended === null) continue;
+    segments.relay.push(relayed - commit);
+    segments.queue.push(fetched - relayed);
+    segments.prepare.push(attempt - fetched);
+    segments.http.push(received - attempt);
+    segments.finish.push(ended - received);
+  }
+  const attemptCounts = await pool.query<{ n: number; failed: number }>(
+    `select count(*)::int as n,
+            count(*) filter (where a.status_code is null or a.status_code not between 200 and 299)::int as failed
+       from webhook_delivery_attempts a join webhook_deliveries d on d.id = a.delivery_id
+      where d.event_id = any($1)`,
+    [phase.ids],
+  );
+  const firstCommit = phase.ids.length > 0 ? Math.min(...phase.commitMs.values()) : 0;
+  const passStarts = [...passes.keys()].toSorted((a, b) => a - b);
+  const firstPass = passStarts[0];
+  const lastPass = passStarts.at(-1);
+  const relayRate =
+    firstPass !== undefined && lastPass !== undefined && lastPass > firstPass
+      ? (phase.ids.length - (passes.get(lastPass) ?? 0)) / ((lastPass - firstPass) / 1000)
+      : null;
+  let sendRates: PhaseReport['sendRates'] = null;
+  if (lastPass !== undefined && attemptStarts.length > 0) {
+    const firstAttempt = Math.min(...attemptStarts);
+    const lastEnd = Math.max(...attemptEnds);
+    const during = attemptStarts.filter((at) => at <= lastPass).length;
+    if (lastPass > firstAttempt && lastEnd > lastPass) {
+      sendRates = {
+        whileRelaying: during / ((lastPass - firstAttempt) / 1000),
+        afterRelay: (attemptStarts.length - during) / ((lastEnd - lastPass) / 1000),
+      };
+    }
+  }
+  return {
+    phase,
+    latenciesMs,
+    received: latenciesMs.length,
+    duplicates,
+    statuses,
+    attempts: attemptCounts.rows[0]?.n ?? 0,
+    failedAttempts: attemptCounts.rows[0]?.failed ?? 0,
+    segments,
+    relayPasses: passes.size,
+    largestPass: Math.max(0, ...passes.values()),
+    relayDoneMs: lastPass !== undefined ? lastPass - firstCommit : null,
+    relayRate,
+    sendRates,
+    sendSpanMs: attemptStarts.length > 0 ? Math.max(...attemptEnds) - Math.min(...attemptStarts) : null,
+  };
+}
+
+/** webhook_deliveries statuses of the events, once `expected` are delivered or SETTLE_TIMEOUT_MS passed. */
+async function settledStatuses(pool: pg.Pool, ids: readonly string[], expected: number): Promise<Map<string, number>> {
+  const deadline = Date.now() + SETTLE_TIMEOUT_MS;
+  for (;;) {
+    const { rows } = await pool.query<{ status: string; n: number }>(
+      'select status, count(*)::int as n from webhook_deliveries where event_id = any($1) group by status',
+      [ids],
+    );
+    const counts = new Map(rows.map((row) => [row.status, row.n]));
+    if ((counts.get('delivered') ?? 0) >= expected || Date.now() > deadline || interrupted()) return counts;
+    await sleep(100);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU use (Linux /proc; "n/a" elsewhere)
+
+type CpuSnapshot = Readonly<{ busy: number; total: number; perPid: (number | null)[] }> | null;
+type CpuUse = Readonly<{ seconds: number; machineBusy: number; perPid: (number | null)[] }>;
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+function cpuSnapshot(pids: readonly (number | undefined)[]): CpuSnapshot {
+  try {
+    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { busy: total - idle, total, perPid: pids.map(processTicks) };
+  } catch {
+    return null;
+  }
+}
+
+function processTicks(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  } catch {
+    return null;
+  }
+}
+
+/** Shares of one CPU (1 = 100 % of one CPU) over the interval. */
+function cpuUse(before: CpuSnapshot, after: CpuSnapshot): CpuUse | null {
+  if (!before || !after || after.total === before.total) return null;
+  const cpus = availableParallelism();
+  const seconds = (after.total - before.total) / CLOCK_TICKS / cpus;
+  const share = (ticks: number) => ticks / CLOCK_TICKS / seconds;
+  return {
+    seconds,
+    machineBusy: share(after.busy - before.busy),
+    perPid: after.perPid.map((ticks, i) => {
+      const was = before.perPid[i];
+      return ticks === null || was === null || was === undefined ? null : share(ticks - was);
+    }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function printSummary(reports: readonly PhaseReport[], subscriber: Subscriber): void {
+  const ms = (values: readonly number[], p: number) => (values.length > 0 ? percentile(values, p).toFixed(1) : 'n/a');
+  const out: string[] = [
+    '',
+    `Terminal → received (commit returned → request at the subscriber), ms; events committed ${BATCH} per transaction in the throughput phase`,
+    formatTable(
+      ['phase', 'events', 'received', 'dups', 'deliveries/s', 'p50', 'p99', 'max', 'target'],
+      reports.map((r) => [
+        r.phase.name,
+        String(r.phase.ids.length),
+        String(r.received),
+        String(r.duplicates),
+        r.phase.spanMs !== null ? (r.phase.ids.length / (r.phase.spanMs / 1000)).toFixed(0) : 'n/a',
+        ms(r.latenciesMs, 0.5),
+        ms(r.latenciesMs, 0.99),
+        ms(r.latenciesMs, 1),
+        r.phase.produceMs === null ? `p50 ≤ ${TARGET_IDLE_P50_MS} ms` : `≥ ${TARGET_RATE.toLocaleString('en')}/s`,
+      ]),
+    ),
+    '  deliveries/s = events / (last event first received − first commit); dups = requests beyond the first per webhook-id',
+  ];
+  for (const r of reports) {
+    out.push(
+      '',
+      `${r.phase.name}: webhook_deliveries ${formatCounts(r.statuses)} (expected ${r.phase.ids.length} delivered); ` +
+        `${r.attempts} attempts, ${r.failedAttempts} not 2xx`,
+      `  relay: ${r.relayPasses} pass(es), largest ${r.largestPass} events` +
+        (r.relayDoneMs !== null && r.phase.produceMs !== null
+          ? `, last pass began ${fmtMs(r.relayDoneMs)} after the first commit` +
+            (r.relayRate !== null ? ` (~${r.relayRate.toFixed(0)} events/s relayed)` : '')
+          : ''),
+      ...(r.sendSpanMs !== null && r.phase.produceMs !== null
+        ? [
+            `  senders: first attempt start → last attempt end ${fmtMs(r.sendSpanMs)} ` +
+              `(${(r.attempts / (r.sendSpanMs / 1000)).toFixed(0)} attempts/s)` +
+              (r.sendRates
+                ? `; ${r.sendRates.whileRelaying.toFixed(0)}/s while relay passes were starting, ` +
+                  `${r.sendRates.afterRelay.toFixed(0)}/s after the last one began`
+                : ''),
+          ]
+        : []),
+      formatTable(
+        ['where the time goes (per event, ms)', 'p50', 'p99', 'max'],
+        SEGMENTS.map(([key, label]) => [
+          label,
+          ms(r.segments[key], 0.5),
+          ms(r.segments[key], 0.99),
+          ms(r.segments[key], 1),
+        ]),
+      ),
+    );
+    if (r.phase.cpu) out.push(cpuLine(r.phase.cpu));
+  }
+  out.push(
+    '',
+    '  (relayed_at and pg-boss started_on are transaction start times by the database clock; the receipt is the',
+    "   subscriber's clock and the commit the bench's: all this machine's, so a segment can read slightly negative)",
+    `  subscriber: ${subscriber.requests()} requests in all (warm-up included), ${subscriber.withoutId()} without a webhook-id`,
+    '',
+    ...verdictLines(reports),
+    '',
+  );
+  process.stdout.write(out.join('\n'));
+}
+
+function cpuLine(cpu: CpuUse): string {
+  const [bench, gateway, subscriber] = cpu.perPid;
+  const pct = (share: number | null | undefined) =>
+    share === null || share === undefined ? 'n/a' : `${(share * 100).toFixed(0)} %`;
+  const known = [bench, gateway, subscriber].reduce<number>((sum, share) => sum + (share ?? 0), 0);
+  return (
+    `  CPU over the phase (${cpu.seconds.toFixed(1)} s, ${availableParallelism()} CPUs = ${availableParallelism() * 100} %): ` +
+    `machine busy ${pct(cpu.machineBusy)} — gateway ${pct(gateway)}, subscriber ${pct(subscriber)}, bench ${pct(bench)}, ` +
+    `the rest (mostly PostgreSQL) ${pct(cpu.machineBusy - known)}`
+  );
+}
+
+function verdictLines(reports: readonly PhaseReport[]): string[] {
+  const lines: string[] = [];
+  for (const r of reports) {
+    const p50 = percentile(r.latenciesMs, 0.5);
+    if (r.phase.produceMs === null) {
+      lines.push(
+        `idle p50 ${p50.toFixed(1)} ms, target ≤ ${TARGET_IDLE_P50_MS} ms: ${p50 <= TARGET_IDLE_P50_MS && r.received > 0 ? 'met' : 'MISSED'}`,
+      );
+    } else {
+      const rate = r.phase.spanMs !== null ? r.phase.ids.length / (r.phase.spanMs / 1000) : 0;
+      lines.push(
+        `throughput ${rate.toFixed(0)} deliveries/s, target ≥ ${TARGET_RATE}: ${rate >= TARGET_RATE ? 'met' : 'MISSED'}`,
+      );
+    }
+    if (r.phase.missing > 0) lines.push(`NOT DELIVERED: ${r.phase.missing} ${r.phase.name} event(s) by the deadline`);
+    const delivered = r.statuses.get('delivered') ?? 0;
+    if (delivered !== r.phase.ids.length) {
+      lines.push(`webhook_deliveries: ${delivered} delivered of ${r.phase.ids.length} (${formatCounts(r.statuses)})`);
+    }
+  }
+  return lines;
+}
+
+function fmtMs(value: number): string {
+  return value >= 1000 ? `${(value / 1000).toFixed(2)} s` : `${value.toFixed(0)} ms`;
+}
+
+function formatCounts(counts: ReadonlyMap<string, number>): string {
+  return [...counts.entries()].map(([name, n]) => `${n} ${name}`).join(', ') || 'none';
+}
+
+/** The first column left-aligned, the others right-aligned, indented by two spaces. */
+function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]?.length ?? 0)));
+  const format = (cells: readonly string[]) =>
+    `  ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ')}`;
+  return [format(header), ...rows.map(format)].join('\n');
+}
+
+function integer(name: string, fallback: number): number {
+  return Math.round(positiveNumber(name, process.env[name], fallback));
+}
+
+if (process.argv[2] === SUBSCRIBER_FLAG) {
+  runSubscriber();
+} else {
+  main().catch((error: unknown) => {
+    process.stderr.write(`bench failed: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exitCode = 1;
+  });
+}
