@@ -1,5 +1,5 @@
 import { Webhook } from 'standardwebhooks';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { startProcessing } from './helpers/processing.ts';
 import { startSubscriber } from './helpers/subscriber.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -13,9 +13,9 @@ const { service, api, terminal } = await startProcessing(t, {
 const visa = { type: 'card', token: 'pm_card_visa' } as const;
 const declined = { type: 'card', token: 'pm_card_chargeDeclined' } as const;
 
-async function subscribe(url: string, events?: string[]) {
+async function subscribe(t: Test, url: string, events?: string[]) {
   const res = await api.request('POST', '/webhook-subscriptions', { body: { url, ...(events ? { events } : {}) } });
-  t.equal(res.status, 201, JSON.stringify(res.body));
+  t.equal(res.status, 201, 'subscription created', { body: res.body });
   return res.body as { id: string; secret: string; url: string; events: string[]; enabled: boolean };
 }
 
@@ -35,7 +35,7 @@ async function orderWith(paymentMethod: object) {
 }
 
 t.test('subscriptions: create shows a whsec_ secret once; list, get, delete', async (t) => {
-  const sub = await subscribe('http://127.0.0.1:9/hooks');
+  const sub = await subscribe(t, 'http://127.0.0.1:9/hooks');
   t.match(sub, {
     id: /^whs_/,
     url: 'http://127.0.0.1:9/hooks',
@@ -52,7 +52,7 @@ t.test('subscriptions: create shows a whsec_ secret once; list, get, delete', as
   t.match(deleted.body, { id: sub.id, deleted: true });
   t.equal((await api.get(`/webhook-subscriptions/${sub.id}`)).status, 404);
   const other = await service.merchant();
-  const mine = await subscribe('http://127.0.0.1:9/other');
+  const mine = await subscribe(t, 'http://127.0.0.1:9/other');
   t.equal((await other.api.get(`/webhook-subscriptions/${mine.id}`)).status, 404, "another merchant's is 404");
   await api.request('DELETE', `/webhook-subscriptions/${mine.id}`);
 });
@@ -75,7 +75,7 @@ t.test('bad subscriptions are refused', async (t) => {
 
 t.test('end to end: success → payment_order.completed, decline → payment_order.failed, signed', async (t) => {
   const subscriber = await startSubscriber(t);
-  const sub = await subscribe(subscriber.url);
+  const sub = await subscribe(t, subscriber.url);
   const completed = await orderWith(visa);
   const failed = await orderWith(declined);
   await waitFor('both webhooks', () => subscriber.received.length >= 2 || undefined);
@@ -105,7 +105,7 @@ t.test('end to end: success → payment_order.completed, decline → payment_ord
 t.test('500 then 200: delivered on retry, same webhook-id', async (t) => {
   const subscriber = await startSubscriber(t);
   subscriber.script.push(500);
-  const sub = await subscribe(subscriber.url, ['payment_order.completed']);
+  const sub = await subscribe(t, subscriber.url, ['payment_order.completed']);
   await orderWith(visa);
   await waitFor('the retry', () => subscriber.received.length >= 2 || undefined);
   const [first, second] = subscriber.received;
@@ -118,7 +118,7 @@ t.test('500 then 200: delivered on retry, same webhook-id', async (t) => {
 
 t.test('subscriber down for several attempts, then up: delivered', async (t) => {
   const subscriber = await startSubscriber(t);
-  const sub = await subscribe(subscriber.url, ['payment_order.completed']);
+  const sub = await subscribe(t, subscriber.url, ['payment_order.completed']);
   await new Promise<void>((resolve) => subscriber.server.close(() => resolve()));
   const order = await orderWith(visa);
   await waitFor('three failed attempts', async () => {
@@ -140,7 +140,7 @@ t.test('subscriber down for several attempts, then up: delivered', async (t) => 
 
 t.test('410 disables the subscription; nothing more is sent to it', async (t) => {
   const subscriber = await startSubscriber(t, 410);
-  const sub = await subscribe(subscriber.url, ['payment_order.completed']);
+  const sub = await subscribe(t, subscriber.url, ['payment_order.completed']);
   await orderWith(visa);
   await waitFor('disabled', async () =>
     (await api.get(`/webhook-subscriptions/${sub.id}`)).body.enabled === false ? true : undefined,
@@ -153,7 +153,7 @@ t.test('410 disables the subscription; nothing more is sent to it', async (t) =>
 t.test('429 with Retry-After slows the retry down', async (t) => {
   const subscriber = await startSubscriber(t);
   subscriber.script.push({ status: 429, headers: { 'retry-after': '1' } });
-  const sub = await subscribe(subscriber.url, ['payment_order.failed']);
+  const sub = await subscribe(t, subscriber.url, ['payment_order.failed']);
   await orderWith(declined);
   await waitFor('the retry', () => subscriber.received.length >= 2 || undefined);
   const gap = (subscriber.received[1]?.at ?? 0) - (subscriber.received[0]?.at ?? 0);
@@ -163,7 +163,7 @@ t.test('429 with Retry-After slows the retry down', async (t) => {
 
 t.test('secret rotation: both secrets sign for the overlap', async (t) => {
   const subscriber = await startSubscriber(t);
-  const sub = await subscribe(subscriber.url, ['payment_order.completed']);
+  const sub = await subscribe(t, subscriber.url, ['payment_order.completed']);
   const rotated = await api.request('POST', `/webhook-subscriptions/${sub.id}/rotate-secret`);
   t.equal(rotated.status, 200);
   t.not(rotated.body.secret, sub.secret);
@@ -178,7 +178,7 @@ t.test('secret rotation: both secrets sign for the overlap', async (t) => {
 
 t.test('events API: the log, filtered and paginated; redeliver', async (t) => {
   const subscriber = await startSubscriber(t);
-  const sub = await subscribe(subscriber.url);
+  const sub = await subscribe(t, subscriber.url);
   await waitFor(
     'no pending relay',
     async () => (await service.database.count('outbox_events', 'relayed_at is null')) === 0 || undefined,
