@@ -123,7 +123,7 @@ t.test("kill -9 between the subscriber's 200 and marking the delivery: delivered
     async () =>
       (await database.count(
         'pg_stat_activity',
-        "query like '%update \"webhook_deliveries\"%' and wait_event = 'PgSleep'",
+        "query ilike '%update webhook_deliveries%' and wait_event = 'PgSleep'",
       )) > 0 || undefined,
   );
   first.child.kill('SIGKILL');

@@ -116,6 +116,51 @@ t.test('500 then 200: delivered on retry, same webhook-id', async (t) => {
   await api.request('DELETE', `/webhook-subscriptions/${sub.id}`);
 });
 
+t.test('one batch, three answers (200, 500, 410): each delivery gets its own outcome', async (t) => {
+  const ok = await startSubscriber(t);
+  const flaky = await startSubscriber(t);
+  flaky.script.push(500);
+  const gone = await startSubscriber(t, 410);
+  const subs = {
+    ok: await subscribe(t, ok.url, ['payment_order.completed']),
+    flaky: await subscribe(t, flaky.url, ['payment_order.completed']),
+    gone: await subscribe(t, gone.url, ['payment_order.completed']),
+  };
+  const order = await orderWith(visa);
+  await waitFor('the retry to the flaky subscriber', () => flaky.received.length >= 2 || undefined);
+  const deliveryOf = async (id: string) => (await api.get(`/webhook-subscriptions/${id}/deliveries`)).body.data[0];
+  const [okDelivery, flakyDelivery, goneDelivery] = await Promise.all([
+    deliveryOf(subs.ok.id),
+    waitFor('the flaky delivery to be marked', async () => {
+      const d = await deliveryOf(subs.flaky.id);
+      return d?.status === 'delivered' ? d : undefined;
+    }),
+    deliveryOf(subs.gone.id),
+  ]);
+  t.match(okDelivery, { status: 'delivered', attemptCount: 1, attempts: [{ number: 1, statusCode: 200 }] });
+  t.match(flakyDelivery, {
+    status: 'delivered',
+    attemptCount: 2,
+    attempts: [
+      { number: 1, statusCode: 500, error: 'HTTP 500' },
+      { number: 2, statusCode: 200 },
+    ],
+  });
+  t.match(goneDelivery, {
+    status: 'cancelled',
+    attemptCount: 1,
+    lastStatusCode: 410,
+    attempts: [{ number: 1, statusCode: 410 }],
+  });
+  t.match((await api.get(`/webhook-subscriptions/${subs.gone.id}`)).body, { enabled: false });
+  t.equal((await api.get(`/webhook-subscriptions/${subs.ok.id}`)).body.enabled, true, 'the others stay enabled');
+  t.equal(verify(subs.ok.secret, ok.received[0] as never).data.id, order.id);
+  t.equal(verify(subs.flaky.secret, flaky.received[1] as never).data.id, order.id);
+  t.equal(verify(subs.gone.secret, gone.received[0] as never).data.id, order.id);
+  t.equal(gone.received.length, 1, 'nothing more to the gone endpoint');
+  for (const sub of Object.values(subs)) await api.request('DELETE', `/webhook-subscriptions/${sub.id}`);
+});
+
 t.test('subscriber down for several attempts, then up: delivered', async (t) => {
   const subscriber = await startSubscriber(t);
   const sub = await subscribe(t, subscriber.url, ['payment_order.completed']);

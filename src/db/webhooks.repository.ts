@@ -199,9 +199,122 @@ export async function insertDelivery(trx: Tx, eventId: string, subscriptionId: s
   return row?.id ?? null;
 }
 
-export async function findDelivery(db: Executor, id: string): Promise<Delivery | null> {
-  const row = await db.selectFrom('webhook_deliveries').selectAll().where('id', '=', id).executeTakeFirst();
-  return row ? toDelivery(row) : null;
+/** A delivery with what sending it needs: its subscription (with `deleted`) and its event. */
+export type DeliveryToSend = Readonly<{
+  delivery: Delivery;
+  subscription: Subscription & { deleted: boolean };
+  event: OutboxEvent;
+}>;
+
+/** Deliveries by id with their subscriptions and events: three queries for the whole batch. */
+export async function findDeliveriesToSend(db: Executor, ids: readonly string[]): Promise<Map<string, DeliveryToSend>> {
+  if (ids.length === 0) return new Map();
+  const deliveries = await db
+    .selectFrom('webhook_deliveries')
+    .selectAll()
+    .where('id', 'in', [...ids])
+    .execute();
+  if (deliveries.length === 0) return new Map();
+  const [subscriptions, events] = await Promise.all([
+    db
+      .selectFrom('webhook_subscriptions')
+      .selectAll()
+      .where('id', 'in', [...new Set(deliveries.map((d) => d.subscription_id))])
+      .execute(),
+    db
+      .selectFrom('outbox_events')
+      .selectAll()
+      .where('id', 'in', [...new Set(deliveries.map((d) => d.event_id))])
+      .execute(),
+  ]);
+  const subscriptionById = new Map(subscriptions.map((row) => [row.id, row]));
+  const eventById = new Map(events.map((row) => [row.id, row]));
+  const found = new Map<string, DeliveryToSend>();
+  for (const row of deliveries) {
+    const subscription = subscriptionById.get(row.subscription_id);
+    const event = eventById.get(row.event_id);
+    // Foreign keys guarantee both; a miss would be a bug, and the batch is retried.
+    if (!subscription || !event) throw new Error(`delivery ${row.id} names a missing subscription or event`);
+    found.set(row.id, {
+      delivery: toDelivery(row),
+      subscription: { ...toSubscription(subscription), deleted: subscription.deleted_at !== null },
+      event: toOutboxEvent(event),
+    });
+  }
+  return found;
+}
+
+/**
+ * One attempt row per delivery, numbered after its last, stamped before the request goes out: a
+ * crash mid-send leaves a started attempt with no end, visible in the delivery's history.
+ * Returns the attempt row id per delivery id.
+ */
+export async function startAttempts(db: Executor, deliveryIds: readonly string[]): Promise<Map<string, string>> {
+  if (deliveryIds.length === 0) return new Map();
+  const { rows } = await sql<{ id: string; delivery_id: string }>`
+    insert into webhook_delivery_attempts (delivery_id, attempt_number, started_at)
+    select x.id,
+           coalesce((select max(a.attempt_number) from webhook_delivery_attempts a where a.delivery_id = x.id), 0) + 1,
+           clock_timestamp()
+      from unnest(${[...deliveryIds]}::text[]) as x(id)
+    returning id, delivery_id`.execute(db);
+  return new Map(rows.map((row) => [row.delivery_id, String(row.id)]));
+}
+
+export type AttemptOutcome = Readonly<{
+  deliveryId: string;
+  /** The attempt this was: applies only if the delivery is still pending with attempt - 1 made. */
+  attempt: number;
+  status: Delivery['status'];
+  statusCode: number | null;
+  error: string | null;
+  /** For status pending: when the next attempt is due. */
+  delayMs: number | null;
+  /** The started attempt row to close, if a request was made. */
+  attemptId: string | null;
+  latencyMs: number | null;
+}>;
+
+/**
+ * Records outcomes in the caller's transaction: each delivery's new state, guarded so that an
+ * outcome applies only to the attempt it was for (a stale or repeated job changes nothing), then
+ * the attempt rows of the outcomes that applied. Returns the ids of the deliveries that changed.
+ */
+export async function recordAttemptOutcomes(trx: Tx, outcomes: readonly AttemptOutcome[]): Promise<Set<string>> {
+  if (outcomes.length === 0) return new Set();
+  const { rows } = await sql<{ id: string }>`
+    update webhook_deliveries d
+       set status = r.status,
+           attempt_count = r.attempt,
+           last_status_code = r.status_code,
+           last_error = r.error,
+           next_attempt_at = case when r.delay_ms is null then null
+                                  else now() + make_interval(secs => r.delay_ms / 1000.0) end,
+           delivered_at = case when r.status = 'delivered' then now() end,
+           updated_at = now()
+      from unnest(${outcomes.map((o) => o.deliveryId)}::text[],
+                  ${outcomes.map((o) => o.status)}::text[],
+                  ${outcomes.map((o) => o.attempt)}::int[],
+                  ${outcomes.map((o) => o.statusCode)}::int[],
+                  ${outcomes.map((o) => o.error)}::text[],
+                  ${outcomes.map((o) => o.delayMs)}::float8[])
+           as r(id, status, attempt, status_code, error, delay_ms)
+     where d.id = r.id and d.status = 'pending' and d.attempt_count = r.attempt - 1
+    returning d.id`.execute(trx);
+  const applied = new Set(rows.map((row) => row.id));
+  const attempts = outcomes.filter((o) => o.attemptId !== null && applied.has(o.deliveryId));
+  if (attempts.length > 0) {
+    await sql`
+      update webhook_delivery_attempts a
+         set ended_at = clock_timestamp(), status_code = r.status_code, latency_ms = r.latency_ms, error = r.error
+        from unnest(${attempts.map((o) => o.attemptId)}::bigint[],
+                    ${attempts.map((o) => o.statusCode)}::int[],
+                    ${attempts.map((o) => (o.latencyMs === null ? null : Math.round(o.latencyMs)))}::int[],
+                    ${attempts.map((o) => o.error)}::text[])
+             as r(id, status_code, latency_ms, error)
+       where a.id = r.id`.execute(trx);
+  }
+  return applied;
 }
 
 export async function findDeliveryFor(db: Executor, eventId: string, subscriptionId: string): Promise<Delivery | null> {

@@ -1,7 +1,13 @@
-import { sql } from 'kysely';
 import { type Dispatcher, request } from 'undici';
-import type { Db, Tx } from '../db/connection.ts';
-import { disableSubscription, findDelivery, findEvent, toSubscription } from '../db/webhooks.repository.ts';
+import type { Db } from '../db/connection.ts';
+import {
+  type AttemptOutcome,
+  type DeliveryToSend,
+  disableSubscription,
+  findDeliveriesToSend,
+  recordAttemptOutcomes,
+  startAttempts,
+} from '../db/webhooks.repository.ts';
 import { eventBody } from '../domain/event-body.ts';
 import type { EnqueueDelivery } from '../outbox/relay.ts';
 import { retryAfterMs } from '../providers/stripe.ts';
@@ -27,32 +33,117 @@ type Sent = Readonly<{
   latencyMs: number;
 }>;
 
-/**
- * One delivery attempt: the signed POST, then ONE transaction with what it meant — the attempt
- * row, the delivery's new state, and the next attempt's job. A crash after the subscriber's 2xx
- * and before that transaction means the attempt is made again: at least once, same webhook-id.
- * `attempt` is the attempt this job is for; an older job (its attempt already recorded) does nothing.
- */
-export async function deliverWebhook(deps: DeliverDeps, deliveryId: string, attempt: number): Promise<string> {
-  const delivery = await findDelivery(deps.db, deliveryId);
-  if (delivery?.status !== 'pending' || delivery.attemptCount + 1 !== attempt) return 'stale';
-  const subscriptionRow = await deps.db
-    .selectFrom('webhook_subscriptions')
-    .selectAll()
-    .where('id', '=', delivery.subscriptionId)
-    .executeTakeFirstOrThrow();
-  const subscription = toSubscription(subscriptionRow);
-  if (!subscription.enabled || subscriptionRow.deleted_at !== null) {
-    await finishDelivery(deps, deliveryId, attempt, { status: 'cancelled', error: 'subscription disabled or deleted' });
-    return 'cancelled';
-  }
-  const event = await findEvent(deps.db, delivery.eventId);
-  if (!event) throw new Error(`delivery ${deliveryId} names a missing event`);
+export type DeliveryJob = Readonly<{ deliveryId: string; attempt: number }>;
+export type DeliveryResult = 'stale' | 'cancelled' | 'delivered' | 'disabled' | 'retry' | 'dead';
 
+/**
+ * A batch of delivery attempts: the signed POSTs, all at once, then ONE transaction with what they
+ * meant — each attempt row, each delivery's new state, the subscriptions to disable and the next
+ * attempts' jobs. Reading and stamping the batch are one statement each, so the database work per
+ * delivery shrinks with the batch. A crash after a subscriber's 2xx and before that transaction
+ * means the attempt is made again: at least once, same webhook-id. A job whose attempt is already
+ * recorded (an older or repeated job) is stale and does nothing.
+ */
+export async function deliverWebhooks(deps: DeliverDeps, jobs: readonly DeliveryJob[]): Promise<DeliveryResult[]> {
+  const found = await findDeliveriesToSend(
+    deps.db,
+    jobs.map((job) => job.deliveryId),
+  );
+  const results: DeliveryResult[] = jobs.map(() => 'stale');
+  const cancelled: AttemptOutcome[] = [];
+  const toSend: Array<{ index: number; job: DeliveryJob; item: DeliveryToSend }> = [];
+  const taken = new Set<string>();
+  jobs.forEach((job, index) => {
+    const item = found.get(job.deliveryId);
+    // The same delivery twice in one batch is sent once.
+    if (!item || taken.has(job.deliveryId)) return;
+    const { delivery, subscription } = item;
+    if (delivery.status !== 'pending' || delivery.attemptCount + 1 !== job.attempt) return;
+    taken.add(job.deliveryId);
+    if (!subscription.enabled || subscription.deleted) {
+      results[index] = 'cancelled';
+      cancelled.push(outcome(job, 'cancelled', { error: 'subscription disabled or deleted' }));
+      return;
+    }
+    toSend.push({ index, job, item });
+  });
+
+  const attemptIds = await startAttempts(
+    deps.db,
+    toSend.map(({ job }) => job.deliveryId),
+  );
+  // Every send settles (sendEvent turns failures into outcomes), so the batch never fails while
+  // one of its requests is still in flight: a retried batch cannot race its own sends.
+  const sent = await Promise.all(toSend.map(({ item }) => sendEvent(deps, item).catch(failedToSend)));
+
+  const outcomes = [...cancelled];
+  const toDisable: string[] = [];
+  toSend.forEach(({ index, job, item }, i) => {
+    const answer = sent[i] as Sent;
+    const request = {
+      statusCode: answer.statusCode,
+      error: answer.error,
+      attemptId: attemptIds.get(job.deliveryId) ?? null,
+      latencyMs: answer.latencyMs,
+    };
+    if (answer.statusCode !== null && answer.statusCode >= 200 && answer.statusCode < 300) {
+      results[index] = 'delivered';
+      outcomes.push(outcome(job, 'delivered', request));
+    } else if (answer.statusCode === 410) {
+      // The subscriber says the endpoint is gone for good: stop sending it anything.
+      results[index] = 'disabled';
+      outcomes.push(outcome(job, 'cancelled', { ...request, error: 'endpoint gone (410)' }));
+      toDisable.push(item.subscription.id);
+    } else {
+      const delayMs = nextDelayMs(deps.retryScheduleMs, job.attempt, answer.retryAfterMs);
+      results[index] = delayMs === null ? 'dead' : 'retry';
+      outcomes.push(outcome(job, delayMs === null ? 'dead' : 'pending', { ...request, delayMs }));
+    }
+  });
+
+  await deps.db.transaction().execute(async (trx) => {
+    const applied = await recordAttemptOutcomes(trx, outcomes);
+    for (const subscriptionId of new Set(toDisable))
+      await disableSubscription(trx, subscriptionId, 'the endpoint answered 410 Gone');
+    for (const o of outcomes) {
+      if (o.status === 'pending' && o.delayMs !== null && applied.has(o.deliveryId))
+        await deps.enqueue(trx, o.deliveryId, o.attempt + 1, o.delayMs);
+    }
+  });
+  return results;
+}
+
+function outcome(
+  job: DeliveryJob,
+  status: AttemptOutcome['status'],
+  fields: Partial<Omit<AttemptOutcome, 'deliveryId' | 'attempt' | 'status'>>,
+): AttemptOutcome {
+  return {
+    deliveryId: job.deliveryId,
+    attempt: job.attempt,
+    status,
+    statusCode: fields.statusCode ?? null,
+    error: fields.error ?? null,
+    delayMs: fields.delayMs ?? null,
+    attemptId: fields.attemptId ?? null,
+    latencyMs: fields.latencyMs ?? null,
+  };
+}
+
+function failedToSend(error: unknown): Sent {
+  return {
+    statusCode: null,
+    error: `not sent: ${(error as Error)?.message ?? String(error)}`,
+    retryAfterMs: undefined,
+    latencyMs: 0,
+  };
+}
+
+/** The Standard Webhooks request: body `{ id, type, createdAt, data }`, signed with every live secret. */
+async function sendEvent(deps: DeliverDeps, { event, subscription }: DeliveryToSend): Promise<Sent> {
   const body = JSON.stringify(eventBody(event));
   const timestamp = Math.floor(Date.now() / 1000);
-  const attemptId = await startAttempt(deps.db, deliveryId);
-  const sent = await send(
+  return send(
     deps,
     subscription.url,
     {
@@ -64,31 +155,6 @@ export async function deliverWebhook(deps: DeliverDeps, deliveryId: string, atte
     },
     body,
   );
-
-  // The attempt row, the delivery's state and any next job: one transaction (finishDelivery).
-  const outcome = { attemptId, statusCode: sent.statusCode, error: sent.error, latencyMs: sent.latencyMs };
-  if (sent.statusCode !== null && sent.statusCode >= 200 && sent.statusCode < 300) {
-    await finishDelivery(deps, deliveryId, attempt, { status: 'delivered', ...outcome });
-    return 'delivered';
-  }
-  if (sent.statusCode === 410) {
-    // The subscriber says the endpoint is gone for good: stop sending it anything.
-    await finishDelivery(
-      deps,
-      deliveryId,
-      attempt,
-      { status: 'cancelled', ...outcome, error: 'endpoint gone (410)' },
-      async (trx) => disableSubscription(trx, subscription.id, 'the endpoint answered 410 Gone'),
-    );
-    return 'disabled';
-  }
-  const delayMs = nextDelayMs(deps.retryScheduleMs, attempt, sent.retryAfterMs);
-  if (delayMs === null) {
-    await finishDelivery(deps, deliveryId, attempt, { status: 'dead', ...outcome });
-    return 'dead';
-  }
-  await finishDelivery(deps, deliveryId, attempt, { status: 'pending', ...outcome, delayMs });
-  return 'retry';
 }
 
 async function send(deps: DeliverDeps, url: string, headers: Record<string, string>, body: string): Promise<Sent> {
@@ -131,64 +197,4 @@ async function drain(body: AsyncIterable<Uint8Array> & { destroy?: () => void })
       return;
     }
   }
-}
-
-async function startAttempt(db: Db, deliveryId: string): Promise<string> {
-  const { rows } = await sql<{ id: string }>`
-    insert into webhook_delivery_attempts (delivery_id, attempt_number, started_at)
-    select ${deliveryId}, coalesce(max(attempt_number), 0) + 1, clock_timestamp()
-    from webhook_delivery_attempts where delivery_id = ${deliveryId}
-    returning id`.execute(db);
-  const row = rows[0] as { id: string } | undefined;
-  return String(row?.id);
-}
-
-async function finishDelivery(
-  deps: DeliverDeps,
-  deliveryId: string,
-  attempt: number,
-  result: {
-    status: 'pending' | 'delivered' | 'dead' | 'cancelled';
-    statusCode?: number | null;
-    error?: string | null;
-    delayMs?: number;
-    attemptId?: string;
-    latencyMs?: number;
-  },
-  alsoInTransaction?: (trx: Tx) => Promise<void>,
-): Promise<void> {
-  await deps.db.transaction().execute(async (trx) => {
-    const updated = await trx
-      .updateTable('webhook_deliveries')
-      .set({
-        status: result.status,
-        attempt_count: attempt,
-        last_status_code: result.statusCode ?? null,
-        last_error: result.error ?? null,
-        next_attempt_at:
-          result.delayMs === undefined ? null : sql<Date>`now() + make_interval(secs => ${result.delayMs / 1000})`,
-        delivered_at: result.status === 'delivered' ? sql<Date>`now()` : null,
-        updated_at: sql<Date>`now()`,
-      })
-      .where('id', '=', deliveryId)
-      .where('status', '=', 'pending')
-      .where('attempt_count', '=', attempt - 1)
-      .executeTakeFirst();
-    if (Number(updated.numUpdatedRows) !== 1) return;
-    if (result.attemptId) {
-      await trx
-        .updateTable('webhook_delivery_attempts')
-        .set({
-          ended_at: sql<Date>`clock_timestamp()`,
-          status_code: result.statusCode ?? null,
-          latency_ms: result.latencyMs === undefined ? null : Math.round(result.latencyMs),
-          error: result.error ?? null,
-        })
-        .where('id', '=', result.attemptId)
-        .execute();
-    }
-    if (alsoInTransaction) await alsoInTransaction(trx);
-    if (result.status === 'pending' && result.delayMs !== undefined)
-      await deps.enqueue(trx, deliveryId, attempt + 1, result.delayMs);
-  });
 }
