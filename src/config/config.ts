@@ -128,7 +128,7 @@ const envSchema = z.object({
       return steps;
     }),
   /** Deliveries this instance sends at once. */
-  WEBHOOK_CONCURRENCY: z.coerce.number().int().min(0).max(200).default(16),
+  WEBHOOK_CONCURRENCY: z.coerce.number().int().min(0).max(500).default(128),
   /** How long the old secret keeps signing after a rotation. */
   WEBHOOK_SECRET_ROTATION_HOURS: z.coerce
     .number()

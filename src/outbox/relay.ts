@@ -31,7 +31,7 @@ export async function relayPass(deps: RelayDeps): Promise<number> {
     // skip locked: several instances relay at once, each takes rows the others are not on.
     const { rows } = await sql<{ id: string }>`
       select id from outbox_events where relayed_at is null
-      order by created_at, id limit ${deps.batchSize ?? 100}
+      order by created_at, id limit ${deps.batchSize ?? 500}
       for update skip locked`.execute(trx);
     if (rows.length === 0) return 0;
     const eventIds = rows.map((r) => r.id);
@@ -90,7 +90,7 @@ export async function startRelay(deps: RelayDeps): Promise<{ stop(): Promise<voi
       pending = false;
       try {
         // Drain: a full batch means there may be more.
-        while (!stopped && (await relayPass(deps)) === (deps.batchSize ?? 100)) {}
+        while (!stopped && (await relayPass(deps)) === (deps.batchSize ?? 500)) {}
       } catch (error) {
         deps.logger.error({ err: error }, 'outbox relay pass failed; retrying');
       }
