@@ -1,8 +1,8 @@
 // `npm run bench:gate`: does the global rate gate hold across instances, how close does it get to
 // its limit under a backlog, and how fast does an idle gateway pick a new order up?
 //
-// Three gateway instances (child processes, one database, one provider sandbox in this process)
-// with PROVIDER_CALLS_PER_SECOND=2:
+// Three gateway instances (child processes, one database) and the provider sandbox (a child process
+// too, stamping arrivals on its own event loop) with PROVIDER_CALLS_PER_SECOND=2:
 //   1. idle pick-up: BENCH_IDLE_ORDERS (default 20) orders one at a time, each once the previous
 //      one is COMPLETED and its provider call is at least 600 ms old, so that the gate is idle;
 //      the latency from commit to provider call, p50/p99 (target: p50 ≤ 100 ms);
@@ -13,9 +13,8 @@
 // missed rate or latency target. Database as in bench/ingest.ts: a fresh one on DATABASE_URL's
 // server, or a temporary embedded PostgreSQL; everything is stopped and dropped at the end.
 import { availableParallelism } from 'node:os';
-import { type Histogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import pg from 'pg';
-import { type Sandbox, startSandbox } from '../sandbox/sandbox.ts';
+import type { RequestRecord } from '../sandbox/request-log.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { freePort } from '../src/db/embedded-postgres.ts';
 import {
@@ -71,13 +70,7 @@ type Backlog = Readonly<{
   kinds: ReadonlyMap<string, number>;
   /** Sandbox arrival minus recorded start, the i-th of each paired; null if the counts differ. */
   lagMs: number[] | null;
-  /**
-   * This process's event loop delay while it sent the orders and after: the sandbox stamps arrivals
-   * on this loop, so a stall here makes calls look later (and bunched) at the provider.
-   */
-  loopDelayMs: Readonly<{ accepting: LoopDelay; draining: LoopDelay }>;
 }>;
-type LoopDelay = Readonly<{ p99: number; max: number }>;
 type WholeRun = Readonly<{ attempts: number; arrivals: number }>;
 
 async function main(): Promise<void> {
@@ -85,8 +78,16 @@ async function main(): Promise<void> {
   const cleanups: Cleanup[] = [];
   try {
     const database = await openBenchDatabase(cleanups);
-    const sandbox = await startSandbox({ port: 0, host: '127.0.0.1' });
-    cleanups.push(() => sandbox.stop());
+    // The sandbox runs in a process of its own, like a real provider: its arrival stamps must not
+    // wait for this process's event loop, which is busy sending the backlog's orders.
+    const sandboxPort = await freePort();
+    const sandbox = spawnService(
+      { ...process.env, SANDBOX_HOST: '127.0.0.1', SANDBOX_PORT: String(sandboxPort), LOG_LEVEL: 'warn' },
+      'sandbox',
+      { script: 'sandbox/main.ts', port: String(sandboxPort), healthPath: '/__admin/switches' },
+    );
+    cleanups.push(sandbox.stop);
+    await sandbox.ready;
 
     const env = serviceEnv(database.url, sandbox.url);
     const instances = await startInstances(env, cleanups);
@@ -210,7 +211,7 @@ async function waitForOrders(
 
 async function measureIdlePickup(
   pool: pg.Pool,
-  sandbox: Sandbox,
+  sandbox: ServiceProcess,
   instances: readonly ServiceProcess[],
   apiKey: string,
 ): Promise<PickupSample[]> {
@@ -219,14 +220,14 @@ async function measureIdlePickup(
   for (let i = 0; i < IDLE_ORDERS; i++) {
     await sleep(Math.max(0, lastCallMs + IDLE_GAP_MS - Date.now()));
     if (interrupted()) throw new Error('during the idle pick-up phase');
-    const seen = sandbox.requests().length;
+    const seen = (await sandboxRequests(sandbox)).length;
     const created = await createOrder(instanceUrl(instances, i), apiKey, `idle-${i}`);
     const counts = await waitForOrders(pool, [created.id], Date.now() + IDLE_ORDER_TIMEOUT_MS, 10);
     if (counts.get('COMPLETED') !== 1) {
       throw new Error(`idle order ${created.id} did not complete: ${JSON.stringify(Object.fromEntries(counts))}`);
     }
     // One order at a time: the requests the sandbox logged since are this order's.
-    const calls = sandbox.requests().slice(seen);
+    const calls = (await sandboxRequests(sandbox)).slice(seen);
     const charge = calls.find((request) => request.kind === 'charge');
     if (!charge) throw new Error(`idle order ${created.id}: the sandbox saw no charge`);
     samples.push({
@@ -263,33 +264,24 @@ function instanceUrl(instances: readonly ServiceProcess[], i: number): string {
 
 async function runBacklog(
   pool: pg.Pool,
-  sandbox: Sandbox,
+  sandbox: ServiceProcess,
   instances: readonly ServiceProcess[],
   apiKey: string,
 ): Promise<Backlog> {
   // The idle phase has finished its calls: every request from here on is the backlog's.
-  const seen = sandbox.requests().length;
-  const accepting = monitorEventLoopDelay({ resolution: 10 });
-  accepting.enable();
+  const seen = (await sandboxRequests(sandbox)).length;
   const originMs = Date.now();
   const started = performance.now();
   const created = await Promise.all(
     Array.from({ length: ORDERS }, (_, i) => createOrder(instanceUrl(instances, i), apiKey, `backlog-${i}`)),
   );
   const acceptSeconds = (performance.now() - started) / 1000;
-  accepting.disable();
-  const draining = monitorEventLoopDelay({ resolution: 10 });
-  draining.enable();
   const ids = created.map((order) => order.id);
   const statuses = await waitForOrders(pool, ids, Date.now() + (ORDERS / TARGET_RATE + 60) * 1000, 250);
   const drainSeconds = (performance.now() - started) / 1000;
-  draining.disable();
 
   const { startsMs, kinds } = await attemptStarts(pool, ids);
-  const arrivalsMs = sandbox
-    .requests()
-    .slice(seen)
-    .map((request) => request.atMs);
+  const arrivalsMs = (await sandboxRequests(sandbox)).slice(seen).map((request) => request.atMs);
   return {
     acceptSeconds,
     drainSeconds,
@@ -298,12 +290,7 @@ async function runBacklog(
     arrivals: describeStarts(arrivalsMs, originMs),
     kinds,
     lagMs: pairedLags(startsMs, arrivalsMs),
-    loopDelayMs: { accepting: loopDelay(accepting), draining: loopDelay(draining) },
   };
-}
-
-function loopDelay(histogram: Histogram): LoopDelay {
-  return { p99: histogram.percentile(99) / 1e6, max: histogram.max / 1e6 };
 }
 
 /** Start times of the orders' provider calls (ms since the epoch, microsecond precision), and their kinds. */
@@ -326,12 +313,19 @@ async function attemptStarts(
   return { startsMs: rows.map((row) => Number(row.ms)), kinds };
 }
 
+/** Every provider request the sandbox has received, in arrival order (its admin API). */
+async function sandboxRequests(sandbox: ServiceProcess): Promise<RequestRecord[]> {
+  const response = await fetch(`${sandbox.url}/__admin/requests`, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+  if (!response.ok) throw new Error(`sandbox admin: HTTP ${response.status}`);
+  return ((await response.json()) as { requests: RequestRecord[] }).requests;
+}
+
 /** Every call the run made (idle and backlog), as recorded and as the sandbox saw them arrive. */
-async function wholeRunMaxWindows(pool: pg.Pool, sandbox: Sandbox): Promise<WholeRun> {
+async function wholeRunMaxWindows(pool: pg.Pool, sandbox: ServiceProcess): Promise<WholeRun> {
   const { startsMs } = await attemptStarts(pool, null);
   return {
     attempts: maxInAnyWindow(startsMs),
-    arrivals: maxInAnyWindow(sandbox.requests().map((request) => request.atMs)),
+    arrivals: maxInAnyWindow((await sandboxRequests(sandbox)).map((request) => request.atMs)),
   };
 }
 
@@ -418,11 +412,8 @@ function printSummary(pickups: readonly PickupSample[], backlog: Backlog, whole:
     ...crowdedLines(backlog),
     `  calls by kind:outcome: ${formatCounts(backlog.kinds)}`,
     lagLine(backlog.lagMs, marginMs),
-    `  event loop delay of this process, which hosts the sandbox: while sending the orders p99 ` +
-      `${backlog.loopDelayMs.accepting.p99.toFixed(1)} ms, max ${backlog.loopDelayMs.accepting.max.toFixed(1)} ms; ` +
-      `after it p99 ${backlog.loopDelayMs.draining.p99.toFixed(1)} ms, max ${backlog.loopDelayMs.draining.max.toFixed(1)} ms`,
     `  long-run rate ceiling, ${CALLS_PER_SECOND} per 1 s + ${marginMs} ms: ` +
-      `${(CALLS_PER_SECOND / (1 + marginMs / 1000)).toFixed(3)} calls/s (starts come in pairs, so a finite run reads a little above)`,
+      `${(CALLS_PER_SECOND / (1 + marginMs / 1000)).toFixed(3)} calls/s (one start per 500 ms + half the margin)`,
     '  per-instance share: not measurable (neither provider_attempts nor the sandbox records the instance)',
     '',
     `Whole run (idle + backlog), max starts in any 1 s: ${whole.attempts} recorded, ${whole.arrivals} at the sandbox ` +

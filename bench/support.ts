@@ -131,10 +131,17 @@ export type ServiceProcess = Readonly<{
   stop(): Promise<void>;
 }>;
 
-/** `node src/main.ts` with `env` (which must set PORT); its output goes to stderr, prefixed by `name`. */
-export function spawnService(env: NodeJS.ProcessEnv, name = 'service'): ServiceProcess {
-  const url = `http://127.0.0.1:${env.PORT}`;
-  const child = spawn(process.execPath, ['src/main.ts'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * `node src/main.ts` with `env` (which must set PORT); its output goes to stderr, prefixed by `name`.
+ * Another script (the provider sandbox) may be run instead, on `port`, ready once `healthPath` answers 200.
+ */
+export function spawnService(
+  env: NodeJS.ProcessEnv,
+  name = 'service',
+  { script = 'src/main.ts', port = env.PORT, healthPath = '/healthz' } = {},
+): ServiceProcess {
+  const url = `http://127.0.0.1:${port}`;
+  const child = spawn(process.execPath, [script], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   // Its output is forwarded (and so drained: a full pipe would block the service).
   child.stdout.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(`[${name}] `, chunk)));
   child.stderr.on('data', (chunk: Buffer) => process.stderr.write(prefixLines(`[${name}] `, chunk)));
@@ -142,11 +149,16 @@ export function spawnService(env: NodeJS.ProcessEnv, name = 'service'): ServiceP
     child.once('exit', (code, signal) => resolve(`exited with ${signal ?? code}`));
     child.once('error', (error) => resolve(`failed to spawn: ${error.message}`));
   });
-  return { url, pid: child.pid, ready: waitForHealthy(url, name, exited), stop: () => stopChild(child, exited) };
+  return {
+    url,
+    pid: child.pid,
+    ready: waitForHealthy(url, healthPath, name, exited),
+    stop: () => stopChild(child, exited),
+  };
 }
 
-/** Polls GET /healthz until it answers 200; fails if the child exits or the deadline passes. */
-async function waitForHealthy(url: string, name: string, exited: Promise<string>): Promise<void> {
+/** Polls GET `healthPath` until it answers 200; fails if the child exits or the deadline passes. */
+async function waitForHealthy(url: string, healthPath: string, name: string, exited: Promise<string>): Promise<void> {
   let exitReason: string | null = null;
   void exited.then((reason) => {
     exitReason = reason;
@@ -155,7 +167,7 @@ async function waitForHealthy(url: string, name: string, exited: Promise<string>
   while (Date.now() < deadline) {
     if (exitReason) throw new Error(`${name} ${exitReason} before it was healthy`);
     if (interrupted()) throw new Error(`interrupted while ${name} was starting`);
-    if ((await getStatus(`${url}/healthz`).catch(() => 0)) === 200) return;
+    if ((await getStatus(`${url}${healthPath}`).catch(() => 0)) === 200) return;
     await sleep(100);
   }
   throw new Error(`${name} was not healthy within ${STARTUP_TIMEOUT_MS} ms`);

@@ -7,7 +7,7 @@ import { SwitchesError } from './switches.ts';
  * with switches from SANDBOX_SWITCHES (JSON, e.g. '{"errorRate":0.1}'). SIGTERM/SIGINT stop it (exit 0).
  */
 async function main(): Promise<void> {
-  const logger = pino({ base: { service: 'provider-sandbox' } });
+  const logger = pino({ level: process.env.LOG_LEVEL || 'info', base: { service: 'provider-sandbox' } });
   let options: { port: number; host: string; switches: object };
   try {
     options = readEnvironment(process.env);

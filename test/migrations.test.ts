@@ -107,7 +107,10 @@ t.test('npm run migrate applies the migrations to DATABASE_URL', async (t) => {
     });
   const first = run();
   t.equal(first.status, 0, first.stderr);
-  t.match(first.stdout, /applied: 001_foundation\.sql, 002_processing\.sql, 003_events\.sql/);
+  t.match(
+    first.stdout,
+    /applied: 001_foundation\.sql, 002_processing\.sql, 003_events\.sql, 004_gate_even_spacing\.sql/,
+  );
   const second = run();
   t.equal(second.status, 0);
   t.match(second.stdout, /up to date/);
