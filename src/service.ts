@@ -24,7 +24,10 @@ import {
 } from './jobs/queues.ts';
 import { startKafkaEmitter } from './kafka/kafka-emitter.ts';
 import type { Logger } from './lib/logger.ts';
+import { refreshDatabaseGauges } from './metrics/database-gauges.ts';
+import { createMetrics } from './metrics/metrics.ts';
 import { startRelay } from './outbox/relay.ts';
+import { instrumentProvider } from './providers/instrumented.ts';
 import { createProviders, providersNeedingSandbox } from './providers/registry.ts';
 import { createSafeDispatcher } from './webhooks/safe-http.ts';
 
@@ -106,6 +109,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       },
     });
 
+    const metrics = createMetrics({ kafka: config.kafka !== null });
     const urlPolicy = { allowedCidrs: config.webhooks.allowedCidrs, allowHttp: config.webhooks.allowHttp };
     const enqueueDelivery = enqueueDeliverWebhook(boss);
     const app = createApp({
@@ -120,6 +124,11 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       processing,
       webhooks: { db, urlPolicy, secretRotationMs: config.webhooks.secretRotationMs },
       enqueueDelivery,
+      metrics: {
+        metrics,
+        refresh: () =>
+          refreshDatabaseGauges({ db, boss, metrics, queues: Object.values(QUEUES), kafka: config.kafka !== null }),
+      },
     });
     const server = await listen(app, config.port, config.host);
     // The HTTP server stops accepting before anything else stops (then last-in first-out).
@@ -135,7 +144,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       boss,
       {
         store: processing,
-        providers: createProviders(config, sandboxUrl),
+        providers: new Map(
+          [...createProviders(config, sandboxUrl)].map(([name, provider]) => [
+            name,
+            instrumentProvider(provider, metrics),
+          ]),
+        ),
         retry: {
           ...config.retry,
           pendingCheckDelayMs: (provider) =>
@@ -165,6 +179,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       },
       config.webhooks.concurrency,
       logger,
+      metrics,
     );
     if (config.webhooks.concurrency > 0) {
       const relay = await startRelay({ db, pool, enqueueMany: enqueueFirstDeliveries(boss), logger });

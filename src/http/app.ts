@@ -4,10 +4,18 @@ import type { CreatePaymentOrderDeps } from '../domain/create-payment-order.ts';
 import type { ProcessingStore } from '../domain/process-payment-order.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { EnqueueDelivery } from '../outbox/relay.ts';
-import { authenticate, errorHandler, type MerchantLookup, notFound, requestLogging } from './middleware.ts';
+import {
+  authenticate,
+  errorHandler,
+  httpMetrics,
+  type MerchantLookup,
+  notFound,
+  requestLogging,
+} from './middleware.ts';
 import { callbackRoutes } from './routes/callbacks.routes.ts';
 import { eventRoutes } from './routes/events.routes.ts';
 import { healthRoutes } from './routes/health.routes.ts';
+import { type MetricsRoutesDeps, metricsRoutes } from './routes/metrics.routes.ts';
 import { paymentOrderRoutes } from './routes/payment-orders.routes.ts';
 import { type WebhookRoutesDeps, webhookSubscriptionRoutes } from './routes/webhook-subscriptions.routes.ts';
 
@@ -19,6 +27,7 @@ export type AppDeps = Readonly<{
   processing: ProcessingStore;
   webhooks: WebhookRoutesDeps;
   enqueueDelivery: EnqueueDelivery;
+  metrics: MetricsRoutesDeps;
 }>;
 
 export function createApp(deps: AppDeps): Express {
@@ -27,7 +36,9 @@ export function createApp(deps: AppDeps): Express {
   app.set('etag', false);
   app.set('query parser', 'simple');
   app.use(requestLogging(deps.logger));
+  app.use(httpMetrics(deps.metrics.metrics));
   app.use(healthRoutes(deps.db));
+  app.use(metricsRoutes(deps.metrics));
   app.use(callbackRoutes(deps.processing));
   app.use(
     authenticate(deps.lookupMerchant),

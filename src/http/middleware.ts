@@ -10,6 +10,7 @@ import { pinoHttp } from 'pino-http';
 import { hashApiKey, looksLikeApiKey } from '../domain/api-key.ts';
 import { CodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import { HttpError, problemFor, problemFromCodedError, sendProblem } from './problem.ts';
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -35,6 +36,23 @@ export function requestLogging(logger: Logger): RequestHandler {
     customProps: (_req, res) => ({ merchantId: (res as Response).locals?.merchantId }),
     customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'error' : 'info'),
   });
+}
+
+/**
+ * Counts and times every answer for GET /metrics, labelled by the route pattern that matched
+ * (`/payment-orders/:id`, never the id itself) or `unmatched`.
+ */
+export function httpMetrics(metrics: Metrics): RequestHandler {
+  return (req, res, next) => {
+    const started = performance.now();
+    res.on('finish', () => {
+      const pattern = req.route?.path;
+      const route = typeof pattern === 'string' ? `${req.baseUrl}${pattern}` : 'unmatched';
+      metrics.httpRequests.inc({ method: req.method, route, status: String(res.statusCode) });
+      metrics.httpDuration.observe({ method: req.method, route }, (performance.now() - started) / 1000);
+    });
+    next();
+  };
 }
 
 export type MerchantLookup = (keyHash: Buffer) => Promise<string | null>;

@@ -1,5 +1,6 @@
 import type { PgBoss } from 'pg-boss';
 import type { Logger } from '../lib/logger.ts';
+import type { Metrics } from '../metrics/metrics.ts';
 import { type DeliverDeps, deliverWebhooks } from '../webhooks/deliver.ts';
 import { deliverWebhookPayload, QUEUES } from './queues.ts';
 
@@ -9,6 +10,7 @@ export async function startWebhookWorkers(
   deps: DeliverDeps,
   concurrency: number,
   logger: Logger,
+  metrics: Metrics,
 ): Promise<void> {
   if (concurrency === 0) return;
   // See process-payment-order.job.ts: delayed retries must start close to their time. Jobs are
@@ -29,6 +31,7 @@ export async function startWebhookWorkers(
   await boss.work(QUEUES.deliverWebhook, options, async (jobs) => {
     const batch = jobs.map((job) => deliverWebhookPayload.parse(job.data));
     const results = await deliverWebhooks(deps, batch);
+    for (const result of results) metrics.webhookAttempts.inc({ result });
     logger.debug({ deliveries: batch.map((job, i) => ({ ...job, result: results[i] })) }, 'webhook delivery attempts');
   });
 }

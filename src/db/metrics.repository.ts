@@ -1,0 +1,42 @@
+import { sql } from 'kysely';
+import type { Db } from './connection.ts';
+
+export type DatabaseFigures = Readonly<{
+  pending: number;
+  processing: number;
+  reconciling: number;
+  unrelayed: number;
+  oldestUnrelayedSeconds: number;
+  unpublished: number;
+  deliveriesPending: number;
+}>;
+
+/**
+ * The backlogs an operator watches, in one round trip. Each count is over a partial index
+ * (sql/005_metrics_indexes.sql and the outbox's own), so a scrape costs the backlog's size, not the
+ * tables'.
+ */
+export async function readDatabaseFigures(db: Db, options: { kafka: boolean }): Promise<DatabaseFigures> {
+  const { rows } = await sql<Record<keyof DatabaseFigures, string | number>>`
+    select
+      (select count(*) from payment_orders where status = 'PENDING') as pending,
+      (select count(*) from payment_orders where status = 'PROCESSING') as processing,
+      (select count(*) from payment_orders where status = 'PROCESSING' and reconciling_since is not null) as reconciling,
+      (select count(*) from outbox_events where relayed_at is null) as unrelayed,
+      (select coalesce(extract(epoch from now() - min(created_at)), 0) from outbox_events where relayed_at is null)
+        as "oldestUnrelayedSeconds",
+      -- Without Kafka every event stays unpublished: counting them would scan the whole history.
+      ${options.kafka ? sql`(select count(*) from outbox_events where kafka_published_at is null)` : sql`0`} as unpublished,
+      (select count(*) from webhook_deliveries where status = 'pending') as "deliveriesPending"`.execute(db);
+  const row = rows[0];
+  if (!row) throw new Error('no row');
+  return {
+    pending: Number(row.pending),
+    processing: Number(row.processing),
+    reconciling: Number(row.reconciling),
+    unrelayed: Number(row.unrelayed),
+    oldestUnrelayedSeconds: Number(row.oldestUnrelayedSeconds),
+    unpublished: Number(row.unpublished),
+    deliveriesPending: Number(row.deliveriesPending),
+  };
+}
