@@ -13,9 +13,12 @@ import { pino } from 'pino';
 import t, { type Test } from 'tap';
 import { createDb, type Db } from '../src/db/connection.ts';
 import { eventBody, type OutboxEvent } from '../src/domain/event-body.ts';
+import { enqueueFirstDeliveries } from '../src/jobs/queues.ts';
 import { eventRecord } from '../src/kafka/event-record.ts';
 import { backoffDelay, markPublished, startKafkaEmitter, takeUnpublishedEvents } from '../src/kafka/kafka-emitter.ts';
+import { relayPass } from '../src/outbox/relay.ts';
 import { type TestDatabase, testDatabase } from './helpers/database.ts';
+import { startTestService } from './helpers/service.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const TOPIC = 'payment-orders.events';
@@ -160,20 +163,60 @@ t.test('cursor: a row whose transaction commits after a later row is still taken
   t.same(ids(await take(db)), [early], 'taken anyway: progress is a mark per row, not a cursor');
 });
 
-t.test('cursor: skip locked, two instances take disjoint rows', async (t) => {
+t.test('one publisher at a time: while a step holds the lock, another instance takes nothing', async (t) => {
   const database = await databaseWithMerchant(t);
   const db = createDb(database.pool);
   const [a, b] = [await insertEvent(database), await insertEvent(database)];
   const held = Promise.withResolvers<OutboxEvent[]>();
   const release = Promise.withResolvers<void>();
   const first = db.transaction().execute(async (trx) => {
-    held.resolve(await takeUnpublishedEvents(trx, 1));
+    held.resolve(await takeUnpublishedEvents(trx, 100));
     await release.promise;
   });
-  t.same(ids(await held.promise), [a]);
-  t.same(ids(await take(db)), [b], 'the locked row is skipped, not waited for');
+  t.same(ids(await held.promise), [a, b]);
+  t.same(ids(await take(db)), [], 'not the same rows again, and not waited for');
+  const locked = await database.rows('select id from outbox_events for update nowait');
+  t.equal(locked.length, 2, 'no row locks: the relay can mark its own column meanwhile');
   release.resolve();
   await first;
+  t.same(ids(await take(db)), [a, b], 'the next step (nothing was marked) takes them again');
+});
+
+t.test('a send hanging on an unanswering broker does not hold up the webhook relay', async (t) => {
+  // A "broker" that accepts connections and reads requests but never answers: the emitter's step
+  // stays inside producer.send(), its transaction open, until the producer's timeout.
+  let requestBytes = 0;
+  const sockets = new Set<net.Socket>();
+  const blackHole = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('data', (chunk) => (requestBytes += chunk.length));
+  });
+  blackHole.listen(0, '127.0.0.1');
+  await once(blackHole, 'listening');
+  t.teardown(() => {
+    blackHole.close();
+    for (const socket of sockets) socket.destroy();
+  });
+  const { port } = blackHole.address() as net.AddressInfo;
+  // Kafka on; the relay off, so that this test decides when it runs (no race with the emitter).
+  const service = await startTestService(t, { KAFKA_BROKERS: `127.0.0.1:${port}`, WEBHOOK_CONCURRENCY: '0' });
+  await service.database.pool.query(`insert into merchants (id, name) values ($1, 'kafka')`, [MERCHANT]);
+  const event = await insertEvent(service.database);
+  await waitFor('the emitter to be inside a send', () => requestBytes > 0 || undefined);
+
+  const relayed = await relayPass({
+    db: service.db,
+    pool: service.database.pool,
+    enqueueMany: enqueueFirstDeliveries(service.boss),
+    logger: pino({ level: 'silent' }),
+  });
+  t.equal(relayed, 1, 'the relay took the event the emitter is sending');
+  t.equal(await service.database.count('outbox_events', 'id = $1 and relayed_at is not null', [event]), 1);
+  t.equal(
+    await service.database.count('outbox_events', 'id = $1 and kafka_published_at is null', [event]),
+    1,
+    'not published: the broker never answered',
+  );
 });
 
 t.test('broker refused: retries with backoff, marks nothing, stops promptly', async (t) => {

@@ -20,7 +20,7 @@ import { eventRecord } from './event-record.ts';
  * Its progress is its own mark on each outbox row (`kafka_published_at`), independent of the
  * webhook relay's. One step, in one transaction:
  *
- *   select the oldest unmarked rows (for update skip locked) → send them, await the brokers' ack
+ *   take the publisher lock, select the oldest unmarked rows → send them, await the brokers' ack
  *   → mark exactly those rows → commit
  *
  * - If the send fails (broker down, refused, timed out), the transaction rolls back: nothing is
@@ -28,11 +28,12 @@ import { eventRecord } from './event-record.ts';
  *   ever dropped.
  * - At least once: a crash (or a lost commit) after Kafka acknowledged and before the commit leaves
  *   the rows unmarked, and they are sent again. Consumers dedupe on the event id.
- * - Tradeoff: the transaction, its row locks and one pool connection stay open for the broker
- *   round-trip (bounded by the producer's timeout and retries below). That is what makes "marked"
- *   mean "acknowledged" with no intermediate state; batches stay small (default 100) so the locks
- *   are few and short. Nothing else updates outbox rows except the webhook relay, which marks a
- *   different column of the same rows and may wait on these locks for that long.
+ * - One publisher at a time across instances: a step holds a transaction-level advisory lock, and
+ *   an instance that cannot take it publishes nothing this time. Rows are read without row locks,
+ *   so the webhook relay, which locks the same rows to mark its own column, is never held up by a
+ *   slow or unreachable broker. The step's transaction and one pool connection stay open for the
+ *   broker round-trip (bounded by the producer's timeout and retries below); that is what makes
+ *   "marked" mean "acknowledged" with no intermediate state.
  * - Pool connections: one held for LISTEN for the emitter's lifetime, one per step.
  */
 export type KafkaEmitterOptions = Readonly<{
@@ -177,25 +178,28 @@ export function backoffDelay(attempt: number, backoff: Backoff, random: () => nu
 }
 
 /**
- * The oldest events not yet published to Kafka, locked for this transaction:
+ * The oldest events not yet published to Kafka, if this transaction is the one publisher:
  *
+ *   select pg_try_advisory_xact_lock(hashtextextended('outbox:kafka-emitter', 0));
  *   select id, type, order_id, merchant_id, created_at, payload from outbox_events
- *    where kafka_published_at is null order by created_at, id limit $1 for update skip locked
+ *    where kafka_published_at is null order by created_at, id limit $1
  *
  * A mark, not a cursor: a row whose transaction committed after a later row's is still unmarked,
- * so it is taken whenever it commits (see sql/003_events.sql). `skip locked`: several instances
- * (or a step that overlaps a slow one) each take rows no one else holds, instead of queueing
- * behind the holder's broker round-trip and then sending the same rows again. Served by the
- * partial index outbox_events_unpublished_idx.
+ * so it is taken whenever it commits (see sql/003_events.sql). The advisory lock (held until this
+ * transaction ends) keeps a second instance, or a step that overlaps a slow one, from sending the
+ * same rows again; it returns [] when another holds it. No row locks: the relay must never wait for
+ * a broker. Served by the partial index outbox_events_unpublished_idx.
  */
 export async function takeUnpublishedEvents(trx: Tx, limit: number): Promise<OutboxEvent[]> {
+  const { rows: lock } = await sql<{ locked: boolean }>`
+    select pg_try_advisory_xact_lock(hashtextextended('outbox:kafka-emitter', 0)) as locked`.execute(trx);
+  if (!lock[0]?.locked) return [];
   const { rows } = await sql<Selectable<OutboxEventsTable>>`
     select id, type, order_id, merchant_id, created_at, payload
       from outbox_events
      where kafka_published_at is null
      order by created_at, id
-     limit ${limit}
-       for update skip locked`.execute(trx);
+     limit ${limit}`.execute(trx);
   return rows.map(toOutboxEvent);
 }
 
