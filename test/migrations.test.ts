@@ -109,7 +109,7 @@ t.test('npm run migrate applies the migrations to DATABASE_URL', async (t) => {
   t.equal(first.status, 0, first.stderr);
   t.match(
     first.stdout,
-    /applied: 001_foundation\.sql, 002_processing\.sql, 003_events\.sql, 004_gate_even_spacing\.sql, 005_metrics_indexes\.sql/,
+    /applied: 001_foundation\.sql, 002_processing\.sql, 003_events\.sql, 004_gate_even_spacing\.sql, 005_metrics_indexes\.sql, 006_events_commit_order\.sql/,
   );
   const second = run();
   t.equal(second.status, 0);

@@ -73,8 +73,27 @@ t.test('an event whose transaction commits after a later one is still delivered'
     'the uncommitted one is not visible yet',
   );
 
+  // The event log holds the later event back while A runs: a poller cannot pass it and then miss A's.
+  const listed = async () =>
+    (await api.get('/events?limit=100')).body.data as Array<{ id: string; data: { id: string } }>;
+  const held = await listed();
+  t.notOk(
+    held.some((e) => e.data.id === later.body.id || e.id === earlyEventId),
+    'GET /events lists neither while the earlier transaction is open',
+  );
+
   // Now A commits, out of order: its event must not be skipped.
   await early.query('commit');
+  const log = await waitFor('both events in GET /events', async () => {
+    const events = await listed();
+    return events.some((e) => e.id === earlyEventId) && events.some((e) => e.data.id === later.body.id)
+      ? events
+      : undefined;
+  });
+  t.ok(
+    log.findIndex((e) => e.data.id === later.body.id) < log.findIndex((e) => e.id === earlyEventId),
+    'in commit order, newest first: the event that committed first is listed below',
+  );
   await waitFor(
     'the early event',
     () => subscriber.received.some((r) => r.headers['webhook-id'] === earlyEventId) || undefined,

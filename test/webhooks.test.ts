@@ -228,7 +228,12 @@ t.test('events API: the log, filtered and paginated; redeliver', async (t) => {
     'no pending relay',
     async () => (await service.database.count('outbox_events', 'relayed_at is null')) === 0 || undefined,
   );
-  const page = await api.get('/events?limit=2');
+  // Events are listed once every older transaction on the server has ended (commit order): another
+  // test file's open transaction may hold them back for a moment.
+  const page = await waitFor('two events listed', async () => {
+    const res = await api.get('/events?limit=2');
+    return res.body.data?.length === 2 ? res : undefined;
+  });
   t.equal(page.status, 200);
   t.equal(page.body.data.length, 2);
   t.match(page.body.data[0], { id: /^evt_/, object: 'event', type: /^payment_order\./, data: { id: /^po_/ } });

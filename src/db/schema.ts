@@ -99,6 +99,8 @@ export interface OutboxEventsTable {
   created_at: CreatedAt;
   relayed_at: ColumnType<Date | null, never, Date | null>;
   kafka_published_at: ColumnType<Date | null, never, Date | null>;
+  /** The writing transaction's id (xid8, as text): the event log's commit order. */
+  tx: ColumnType<string, never, never>;
 }
 
 export interface WebhookSubscriptionsTable {

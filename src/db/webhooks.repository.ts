@@ -384,15 +384,35 @@ export async function findEvent(db: Executor, id: string): Promise<OutboxEvent |
   return row ? toOutboxEvent(row) : null;
 }
 
-/** The merchant's event log, newest first, keyset-paginated on the (time-sortable) event id. */
+/**
+ * The merchant's event log, newest first in commit order, keyset-paginated (the cursor is an event
+ * id; the page continues below that event's place). Only events whose transaction is older than
+ * every transaction still running are listed (sql/006_events_commit_order.sql), so an event that
+ * commits late can never appear below one a poller has already seen:
+ *
+ *   select * from outbox_events
+ *    where merchant_id = $1 and tx < pg_snapshot_xmin(pg_current_snapshot())
+ *      [and type = $2] [and (tx, id) < (select tx, id from outbox_events where id = $3 and merchant_id = $1)]
+ *    order by tx desc, id desc limit $4 + 1
+ */
 export async function listEvents(
   db: Executor,
   query: { merchantId: string; type?: string | undefined; startingAfter?: string | undefined; limit: number },
 ): Promise<{ events: OutboxEvent[]; hasMore: boolean }> {
-  let select = db.selectFrom('outbox_events').selectAll().where('merchant_id', '=', query.merchantId);
+  let select = db
+    .selectFrom('outbox_events')
+    .selectAll()
+    .where('merchant_id', '=', query.merchantId)
+    .where(sql<boolean>`tx < pg_snapshot_xmin(pg_current_snapshot())`);
   if (query.type) select = select.where('type', '=', query.type);
-  if (query.startingAfter) select = select.where('id', '<', query.startingAfter);
+  if (query.startingAfter) {
+    const cursor = query.startingAfter;
+    select = select.where(
+      sql<boolean>`(tx, id) < (select c.tx, c.id from outbox_events c where c.id = ${cursor} and c.merchant_id = ${query.merchantId})`,
+    );
+  }
   const rows = await select
+    .orderBy('tx', 'desc')
     .orderBy('id', 'desc')
     .limit(query.limit + 1)
     .execute();
