@@ -9,7 +9,7 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import t, { type Test } from 'tap';
 import { createDb, type Db } from '../src/db/connection.ts';
 import { eventBody, type OutboxEvent } from '../src/domain/event-body.ts';
@@ -68,6 +68,21 @@ async function closedPort(): Promise<number> {
   server.close();
   await once(server, 'close');
   return port;
+}
+
+/** The emitter, with quick backoff, against a port that refuses connections; stopped at teardown. */
+async function emitterOnRefusedBroker(t: Test, database: TestDatabase, logger: Logger) {
+  const emitter = await startKafkaEmitter({
+    db: createDb(database.pool),
+    pool: database.pool,
+    brokers: [`127.0.0.1:${await closedPort()}`],
+    topic: TOPIC,
+    clientId: 'kafka-emitter-test',
+    logger,
+    backoff: { baseMs: 20, maxMs: 100 },
+  });
+  t.teardown(() => emitter.stop());
+  return emitter;
 }
 
 /** A pino logger writing parsed lines to an array. */
@@ -221,19 +236,9 @@ t.test('a send hanging on an unanswering broker does not hold up the webhook rel
 
 t.test('broker refused: retries with backoff, marks nothing, stops promptly', async (t) => {
   const database = await databaseWithMerchant(t);
-  const db = createDb(database.pool);
   const events = [await insertEvent(database), await insertEvent(database), await insertEvent(database)];
   const logs = captureLogs();
-  const emitter = await startKafkaEmitter({
-    db,
-    pool: database.pool,
-    brokers: [`127.0.0.1:${await closedPort()}`],
-    topic: TOPIC,
-    clientId: 'kafka-emitter-test',
-    logger: logs.logger,
-    backoff: { baseMs: 20, maxMs: 100 },
-  });
-  t.teardown(() => emitter.stop());
+  const emitter = await emitterOnRefusedBroker(t, database, logs.logger);
 
   const failures = await waitFor(
     'two failed publish attempts',
@@ -264,7 +269,6 @@ t.test('broker refused: retries with backoff, marks nothing, stops promptly', as
 
 t.test('listener: LISTENs again after its connection is killed', async (t) => {
   const database = await databaseWithMerchant(t);
-  const db = createDb(database.pool);
   const logs = captureLogs();
   const listenerPid = async () =>
     (
@@ -272,16 +276,7 @@ t.test('listener: LISTENs again after its connection is killed', async (t) => {
         `select pid from pg_stat_activity where datname = current_database() and query = 'listen outbox_events'`,
       )
     )[0]?.pid;
-  const emitter = await startKafkaEmitter({
-    db,
-    pool: database.pool,
-    brokers: [`127.0.0.1:${await closedPort()}`],
-    topic: TOPIC,
-    clientId: 'kafka-emitter-test',
-    logger: logs.logger,
-    backoff: { baseMs: 20, maxMs: 100 },
-  });
-  t.teardown(() => emitter.stop());
+  const emitter = await emitterOnRefusedBroker(t, database, logs.logger);
 
   const first = await waitFor('the listener', listenerPid);
   await database.pool.query('select pg_terminate_backend($1)', [first]);
