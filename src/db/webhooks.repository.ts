@@ -247,7 +247,8 @@ export async function findDeliveriesToSend(db: Executor, ids: readonly string[])
 /**
  * One attempt row per delivery, numbered after its last, stamped before the request goes out: a
  * crash mid-send leaves a started attempt with no end, visible in the delivery's history.
- * Returns the attempt row id per delivery id.
+ * Returns the attempt row id per delivery id; a delivery missing from it is being attempted by
+ * another worker right now (two jobs for one attempt, e.g. a redeliver racing a due retry).
  */
 export async function startAttempts(db: Executor, deliveryIds: readonly string[]): Promise<Map<string, string>> {
   if (deliveryIds.length === 0) return new Map();
@@ -257,6 +258,7 @@ export async function startAttempts(db: Executor, deliveryIds: readonly string[]
            coalesce((select max(a.attempt_number) from webhook_delivery_attempts a where a.delivery_id = x.id), 0) + 1,
            clock_timestamp()
       from unnest(${[...deliveryIds]}::text[]) as x(id)
+    on conflict (delivery_id, attempt_number) do nothing
     returning id, delivery_id`.execute(db);
   return new Map(rows.map((row) => [row.delivery_id, String(row.id)]));
 }

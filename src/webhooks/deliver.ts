@@ -51,7 +51,7 @@ export async function deliverWebhooks(deps: DeliverDeps, jobs: readonly Delivery
   );
   const results: DeliveryResult[] = jobs.map(() => 'stale');
   const cancelled: AttemptOutcome[] = [];
-  const toSend: Array<{ index: number; job: DeliveryJob; item: DeliveryToSend }> = [];
+  const candidates: Array<{ index: number; job: DeliveryJob; item: DeliveryToSend }> = [];
   const taken = new Set<string>();
   jobs.forEach((job, index) => {
     const item = found.get(job.deliveryId);
@@ -65,13 +65,15 @@ export async function deliverWebhooks(deps: DeliverDeps, jobs: readonly Delivery
       cancelled.push(outcome(job, 'cancelled', { error: 'subscription disabled or deleted' }));
       return;
     }
-    toSend.push({ index, job, item });
+    candidates.push({ index, job, item });
   });
 
   const attemptIds = await startAttempts(
     deps.db,
-    toSend.map(({ job }) => job.deliveryId),
+    candidates.map(({ job }) => job.deliveryId),
   );
+  // A delivery whose attempt another worker has just started is left to it (this job is stale).
+  const toSend = candidates.filter(({ job }) => attemptIds.has(job.deliveryId));
   // Every send settles (sendEvent turns failures into outcomes), so the batch never fails while
   // one of its requests is still in flight: a retried batch cannot race its own sends.
   const sent = await Promise.all(toSend.map(({ item }) => sendEvent(deps, item).catch(failedToSend)));
