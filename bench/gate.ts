@@ -18,6 +18,7 @@ import type { RequestRecord } from '../sandbox/request-log.ts';
 import { loadConfig } from '../src/config/config.ts';
 import { freePort } from '../src/db/embedded-postgres.ts';
 import {
+  BENCH_ORDER,
   type Cleanup,
   createMerchant,
   interrupted,
@@ -39,18 +40,12 @@ const TARGET_RATE = 1.9;
 const TARGET_PICKUP_P50_MS = 100;
 /**
  * Gap between an idle order's creation and the previous provider call. The gate lets a call start
- * at once when the call two places back is a window (1 s + margin) old; with every call at least
- * 600 ms after the one before, the one two back is at least 1.2 s old.
+ * at once when the previous call is a window / limit (510 ms) old and the one two places back a
+ * window (1.02 s) old; with every call at least 600 ms after the one before, both hold.
  */
 const IDLE_GAP_MS = 600;
 const IDLE_ORDER_TIMEOUT_MS = 30_000;
 const REQUEST_TIMEOUT_MS = 30_000;
-
-const ORDER_BODY = {
-  amount: 1050,
-  currency: 'USD',
-  paymentMethod: { type: 'card', token: 'pm_card_visa' },
-} as const;
 
 type Created = Readonly<{ id: string; receivedAtMs: number }>;
 type PickupSample = Readonly<{ fromCreatedAtMs: number; from201Ms: number }>;
@@ -166,7 +161,7 @@ async function createOrder(baseUrl: string, apiKey: string, idempotencyKey: stri
       'Content-Type': 'application/json',
       'Idempotency-Key': idempotencyKey,
     },
-    body: JSON.stringify(ORDER_BODY),
+    body: JSON.stringify(BENCH_ORDER),
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
   // fetch resolves on the response head: the service has committed the order by now.

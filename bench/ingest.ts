@@ -17,11 +17,12 @@ import { loadConfig } from '../src/config/config.ts';
 import { freePort } from '../src/db/embedded-postgres.ts';
 import { newOrder, requestFingerprint } from '../src/domain/create-payment-order.ts';
 import { orderDetailJson } from '../src/domain/order-json.ts';
-import { type NewPaymentOrder, ORDER_ID_PREFIX } from '../src/domain/payment-order.ts';
+import { ORDER_ID_PREFIX } from '../src/domain/payment-order.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { newId } from '../src/lib/ids.ts';
 import { PGBOSS_SCHEMA } from '../src/service.ts';
 import {
+  BENCH_ORDER,
   type Cleanup,
   createMerchant,
   interrupted,
@@ -40,14 +41,6 @@ const WARMUP_SECONDS = Math.min(1, SECONDS);
 const REQUEST_TIMEOUT_MS = 30_000;
 
 const OPERATION = 'POST /payment-orders';
-const ORDER_BODY = {
-  amount: 1050,
-  currency: 'USD',
-  paymentMethod: { type: 'card', token: 'pm_card_visa' },
-  reference: 'bench',
-} as const;
-/** ORDER_BODY as the service sees it after validation: what it fingerprints and stores. */
-const NEW_ORDER: NewPaymentOrder = { ...ORDER_BODY };
 const PROVIDER = 'stripe'; // what routing picks for USD with the default configuration
 
 type Outcome = Readonly<{ ok: number; perSecond: number; latenciesMs: number[]; failures: Map<string, number> }>;
@@ -121,7 +114,7 @@ async function runHttp(baseUrl: string, apiKey: string, concurrency: number, sec
   // One kept-alive socket per client, as a real client pool would hold.
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
   const url = new URL('/payment-orders', baseUrl);
-  const body = JSON.stringify(ORDER_BODY);
+  const body = JSON.stringify(BENCH_ORDER);
   try {
     return await closedLoop(concurrency, seconds, async () => {
       const status = await post(agent, url, body, {
@@ -236,13 +229,13 @@ async function runRaw(
 
 /** What createPaymentOrder does for a new key, including the values it computes on the way. */
 async function createOrderRaw(pool: pg.Pool, merchantId: string, jobInsert: JobInsert, key: string): Promise<void> {
-  const fingerprint = requestFingerprint(OPERATION, NEW_ORDER);
+  const fingerprint = requestFingerprint(OPERATION, BENCH_ORDER);
   const client = await pool.connect();
   try {
     await client.query('begin');
     const claimed = await client.query(CLAIM_KEY_SQL, [merchantId, key, fingerprint, TTL_HOURS, null, null, null]);
     if (claimed.rowCount !== 1) throw new Error('idempotency key already taken');
-    const order = newOrder(merchantId, PROVIDER, NEW_ORDER, new Date());
+    const order = newOrder(merchantId, PROVIDER, BENCH_ORDER, new Date());
     await client.query(INSERT_ORDER_SQL, [
       order.id,
       merchantId,

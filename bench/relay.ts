@@ -30,11 +30,12 @@ import pg from 'pg';
 import { freePort } from '../src/db/embedded-postgres.ts';
 import { newOrder } from '../src/domain/create-payment-order.ts';
 import { orderJson } from '../src/domain/order-json.ts';
-import type { NewPaymentOrder, PaymentOrder } from '../src/domain/payment-order.ts';
+import type { PaymentOrder } from '../src/domain/payment-order.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { newId } from '../src/lib/ids.ts';
 import { PGBOSS_SCHEMA } from '../src/service.ts';
 import {
+  BENCH_ORDER,
   type Cleanup,
   createMerchant,
   interrupted,
@@ -70,13 +71,6 @@ const SUBSCRIBER_STOP_TIMEOUT_MS = 5_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 const PROGRESS_EVERY_MS = 5_000;
 
-const ORDER_BODY = {
-  amount: 1050,
-  currency: 'USD',
-  paymentMethod: { type: 'card', token: 'pm_card_visa' },
-  reference: 'bench-relay',
-} as const;
-const NEW_ORDER: NewPaymentOrder = { ...ORDER_BODY };
 const PROVIDER = 'stripe';
 const EVENT_TYPE = 'payment_order.completed';
 
@@ -373,7 +367,7 @@ async function commitEvents(
   const orders: PaymentOrder[] = Array.from({ length: count }, () => {
     const n = ++orderCount;
     return {
-      ...newOrder(merchantId, PROVIDER, NEW_ORDER, now),
+      ...newOrder(merchantId, PROVIDER, BENCH_ORDER, now),
       status: 'COMPLETED',
       providerReference: `pi_bench_relay_${n}`,
     };

@@ -13,6 +13,7 @@ import { createDb, createPool } from '../src/db/connection.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.ts';
 import { ensureMerchant, insertApiKey } from '../src/db/merchants.repository.ts';
 import { newApiKey } from '../src/domain/api-key.ts';
+import type { NewPaymentOrder } from '../src/domain/payment-order.ts';
 import { createLogger } from '../src/lib/logger.ts';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -104,6 +105,14 @@ export async function withClient<T>(url: string, work: (client: pg.Client) => Pr
     await client.end();
   }
 }
+
+/** The order every bench sends (a card the sandbox charges), as JSON and as the service sees it after validation. */
+export const BENCH_ORDER = {
+  amount: 1050,
+  currency: 'USD',
+  paymentMethod: { type: 'card', token: 'pm_card_visa' },
+  reference: 'bench',
+} as const satisfies NewPaymentOrder;
 
 export type Merchant = Readonly<{ id: string; apiKey: string }>;
 

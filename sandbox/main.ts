@@ -1,4 +1,5 @@
 import { pino } from 'pino';
+import { exitOnSignals } from '../src/lib/shutdown.ts';
 import { startSandbox } from './sandbox.ts';
 import { SwitchesError } from './switches.ts';
 
@@ -25,24 +26,7 @@ async function main(): Promise<void> {
   }
   logger.info({ url: sandbox.url, port: sandbox.port }, 'provider sandbox listening');
 
-  let stopping = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(1);
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    sandbox.stop().then(
-      () => {
-        logger.info('stopped');
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
+  exitOnSignals(() => sandbox.stop(), logger);
 }
 
 function readEnvironment(env: NodeJS.ProcessEnv): { port: number; host: string; switches: object } {

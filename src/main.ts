@@ -1,5 +1,6 @@
 import { type Config, ConfigError, loadConfig } from './config/config.ts';
 import { createLogger } from './lib/logger.ts';
+import { exitOnSignals } from './lib/shutdown.ts';
 import { startService } from './service.ts';
 
 /**
@@ -26,27 +27,7 @@ async function main(): Promise<void> {
     process.stdout.write(`API key: ${service.demoApiKey}\n\n`);
   }
 
-  let stopping = false;
-  const shutdown = (signal: NodeJS.Signals) => {
-    if (stopping) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info({ signal }, 'shutting down');
-    service.stop().then(
-      () => {
-        logger.info('stopped');
-        process.exit(0);
-      },
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
+  exitOnSignals(() => service.stop(), logger);
 }
 
 main().catch((error: unknown) => {
