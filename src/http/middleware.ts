@@ -7,6 +7,7 @@ import express, {
   type Response,
 } from 'express';
 import { pinoHttp } from 'pino-http';
+import { unavailableCode } from '../db/database-errors.ts';
 import { hashApiKey, looksLikeApiKey } from '../domain/api-key.ts';
 import { CodedError } from '../lib/errors.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -17,8 +18,12 @@ export const MAX_BODY_BYTES = 64 * 1024;
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 /**
- * One log line per request, built from an allow-list: method, path, status, time, request id and
- * merchant. Headers (Authorization!) and bodies (payment methods!) are never logged.
+ * One log line per request, built from an allow-list: method, route, status, time, request id and
+ * merchant. Headers (Authorization!), bodies (payment methods!) and paths are never logged: a
+ * path may carry a secret (the M-Pesa callback URL `/callbacks/mpesa/<token>` names the order by
+ * an unguessable token), so the line names the route pattern that matched, and for a request no
+ * route matched, the path with every segment that is not a plain word replaced by `*`.
+ * Lines written during a request (`req.log`) carry only its request id, for the same reason.
  */
 export function requestLogging(logger: Logger): RequestHandler {
   return pinoHttp({
@@ -29,13 +34,44 @@ export function requestLogging(logger: Logger): RequestHandler {
       res.setHeader('X-Request-Id', id);
       return id;
     },
+    // The request is described at the end (below), once the route is known, never at the start.
+    quietReqLogger: true,
+    quietResLogger: true,
+    customAttributeKeys: { reqId: 'requestId' },
     serializers: {
-      req: (req: { id: string; method: string; url: string }) => ({ id: req.id, method: req.method, url: req.url }),
+      req: (req: { id: string; method: string; raw: Request }) => ({
+        id: req.id,
+        method: req.method,
+        ...routeOf(req.raw),
+      }),
       res: (res: { statusCode: number }) => ({ statusCode: res.statusCode }),
     },
     customProps: (_req, res) => ({ merchantId: (res as Response).locals?.merchantId }),
-    customLogLevel: (_req, res, error) => (error || res.statusCode >= 500 ? 'error' : 'info'),
+    customSuccessObject: (req, _res, fields) => ({ req, ...fields }),
+    // A 5xx has already been logged with its cause by errorHandler: pino-http's own stand-in error
+    // ("failed with status code 500", with a stack) would only repeat it.
+    customErrorObject: (req, res, error, fields) =>
+      res.statusCode >= 500
+        ? { req, res: fields.res, responseTime: fields.responseTime }
+        : { req, ...fields, err: error },
+    // 503 is the database being away (logged once by errorHandler), not a fault of ours to page on.
+    customLogLevel: (_req, res, error) =>
+      res.statusCode === 503 ? 'warn' : error || res.statusCode >= 500 ? 'error' : 'info',
   });
+}
+
+/** The route pattern that matched (`/payment-orders/:id`), or, unmatched, the path with its ids and tokens starred. */
+function routeOf(req: Request): { route: string; path?: string } {
+  const pattern = req.route?.path;
+  if (typeof pattern === 'string') return { route: `${req.baseUrl ?? ''}${pattern}` };
+  // Kept: segments shaped like our routes' literals (lowercase words and hyphens). A token or id
+  // (mixed case, digits, `_`, `%`) becomes `*`; a random 32-character token passes for a word
+  // with odds of about (27/64)^32, 1e-12.
+  const path = String(req.path ?? '')
+    .split('/')
+    .map((segment) => (segment === '' || /^[a-z][a-z-]{0,39}$/.test(segment) ? segment : '*'))
+    .join('/');
+  return { route: 'unmatched', path };
 }
 
 /**
@@ -95,18 +131,61 @@ export const notFound: RequestHandler = (req, _res, next) => {
   next(new HttpError('route_not_found', `No route for ${req.method} ${req.path}.`));
 };
 
+/**
+ * Seconds a client is told to wait (Retry-After) while the database is unavailable. A PostgreSQL
+ * restart is shorter (stop + start took 0.2-0.3 s with test/helpers/postgres-server.ts, and the
+ * pool reconnects on the next request), a managed failover longer (tens of seconds): 5 s puts a
+ * client's retry after a restart without having every client retry several times a second
+ * through a long outage. Clients retry POSTs with the same Idempotency-Key, which makes it safe.
+ */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
+/** While the database is unavailable, errorHandler writes one warn line per this interval, not one per request. */
+const OUTAGE_LOG_INTERVAL_MS = 10_000;
+
 /** The one place errors become responses. 5xx answers never carry internals; the log does. */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
+  const reportOutage = outageReporter(logger);
   return (error: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const problem = toProblem(error);
-    if (problem.status >= 500) {
+    const unavailable = unavailableCode(error);
+    const problem =
+      unavailable !== null
+        ? problemFor('database_unavailable', 'The database is not reachable right now; retry later.')
+        : toProblem(error);
+    if (unavailable !== null) {
+      reportOutage(unavailable, error, req.id);
+    } else if (problem.status >= 500) {
       logger.error({ err: error, requestId: req.id }, 'request failed');
     }
     if (res.headersSent) {
       res.destroy();
       return;
     }
+    if (unavailable !== null) res.setHeader('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
     sendProblem(res, { ...problem, requestId: req.id });
+  };
+}
+
+/**
+ * An outage fails every request at once: one warn line (the code and message, no stack) per
+ * OUTAGE_LOG_INTERVAL_MS, with the count of 503s answered since the previous one. Each request's
+ * own line (requestLogging) still shows its 503.
+ */
+function outageReporter(logger: Logger): (code: string, error: unknown, requestId: unknown) => void {
+  let reportedAt = Number.NEGATIVE_INFINITY;
+  let unreported = 0;
+  return (code, error, requestId) => {
+    const now = performance.now();
+    if (now - reportedAt < OUTAGE_LOG_INTERVAL_MS) {
+      unreported++;
+      return;
+    }
+    const message = (error as { message?: unknown })?.message;
+    logger.warn(
+      { code, error: typeof message === 'string' ? message : String(error), requestId, since: unreported },
+      'database unavailable: answering 503 database_unavailable',
+    );
+    reportedAt = now;
+    unreported = 0;
   };
 }
 
@@ -126,6 +205,11 @@ function toProblem(error: unknown) {
     case 'stream.encoding.set':
       return problemFor('malformed_json', 'The body could not be read.');
     default:
+      // The router could not percent-decode a path parameter (URIError, status 400); its message
+      // quotes the raw segment, which may be a callback token, so the detail does not.
+      if (error instanceof URIError && (error as { status?: number }).status === 400) {
+        return problemFor('malformed_path', 'The URL path is not valid percent-encoding.');
+      }
       // Other client-side faults body-parser reports only by status, e.g. a Content-Encoding whose
       // bytes do not decompress (zlib's Z_DATA_ERROR, status 400).
       if ((error as { expose?: boolean })?.expose === true && (error as { status?: number }).status === 400) {

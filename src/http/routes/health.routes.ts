@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { sql } from 'kysely';
 import type { Db } from '../../db/connection.ts';
+import { DATABASE_RETRY_AFTER_SECONDS } from '../middleware.ts';
 import { problemFor, sendProblem } from '../problem.ts';
 
 const READY_TIMEOUT_MS = 2_000;
@@ -19,6 +20,7 @@ export function healthRoutes(db: Db): Router {
       await withTimeout(sql`select 1`.execute(db), READY_TIMEOUT_MS);
       res.json({ status: 'ready' });
     } catch {
+      res.setHeader('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
       sendProblem(res, problemFor('database_unavailable', 'The database did not answer.'));
     }
   });
