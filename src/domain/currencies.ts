@@ -1,14 +1,31 @@
 /**
  * ISO 4217 active currency codes and their minor units (the number of decimals an amount in minor
- * units implies). Funds codes, precious metals and test codes (XAU, XTS, XXX, ...) are left out:
- * nobody pays an order in them.
+ * units implies): List One of the maintenance agency (SIX, list-one.xml published 2026-01-01, the
+ * current one on 2026-12-01; amendments up to 180). Funds codes (BOV, CLF, UYW, ...), units of
+ * account (XDR, XAD, XSU, XUA), precious metals and test codes (XAU, XTS, XXX, ...) are left out:
+ * nobody pays an order in them. 155 codes.
+ *
+ * Changes since this table was first written, each from its ISO 4217 amendment:
+ * - ANG out (176): the Caribbean guilder (XCG, already here) replaced the Netherlands Antillean
+ *   guilder in Curaçao and Sint Maarten on 2025-03-31, at par, keeping numeric code 532;
+ *   electronic payments in ANG stopped that day and ANG ceased to be legal tender on 2025-07-01.
+ * - BGN out (180): Bulgaria adopted the euro on 2026-01-01 (EUR 1 = BGN 1.95583); BGN moved to
+ *   List Three (historic) that day.
+ * - VED in (170): the digital bolívar, a second active code for Venezuela beside VES since
+ *   2021-10-01 (1 VED = 1,000,000 VES, 2 decimals). It was missing here.
+ * Checked and already right: ZWL out, ZWG in (177, 2024-06-25; ZWL expired 2024-08-31);
+ * SLL out (172-175, SLE since 2022-07-01); HRK out (174, Croatia adopted the euro 2023-01-01);
+ * CUC out (178, withdrawn 2021-06); XAD, a fund code added by 179, is left out with the other
+ * units of account.
+ *
+ * Minor units are ISO's, not any provider's: Stripe counts MGA without decimals and ISK and UGX
+ * with two (src/providers/stripe-amounts.ts converts), M-Pesa takes whole shillings.
  */
 const MINOR_UNITS = {
   AED: 2,
   AFN: 2,
   ALL: 2,
   AMD: 2,
-  ANG: 2,
   AOA: 2,
   ARS: 2,
   AUD: 2,
@@ -17,7 +34,6 @@ const MINOR_UNITS = {
   BAM: 2,
   BBD: 2,
   BDT: 2,
-  BGN: 2,
   BHD: 3,
   BIF: 0,
   BMD: 2,
@@ -147,6 +163,7 @@ const MINOR_UNITS = {
   USD: 2,
   UYU: 2,
   UZS: 2,
+  VED: 2,
   VES: 2,
   VND: 0,
   VUV: 0,

@@ -1,4 +1,3 @@
-import { minorUnits } from './currencies.ts';
 import { DomainError } from './errors.ts';
 import type { NewPaymentOrder } from './payment-order.ts';
 
@@ -7,6 +6,16 @@ export type RoutingRules = Readonly<{
   providerByCurrency: Readonly<Record<string, string>>;
   defaultProvider: string;
 }>;
+
+/** Why a provider cannot charge an amount of a currency exactly, in the code create answers with. */
+export type AmountRefusal = Readonly<{ code: 'amount_invalid' | 'currency_unsupported'; message: string }>;
+
+/**
+ * The port to each provider's money rules: can `provider` charge `amount` (ISO 4217 minor units)
+ * of `currency` exactly, in its own units? null when it can. The adapters' pure conversions
+ * (src/providers/*-amounts.ts) implement it; the domain never sees a provider's units.
+ */
+export type AmountRules = (provider: string, currency: string, amount: number) => AmountRefusal | null;
 
 /** Which payment method types each shipped provider can charge. */
 const METHOD_TYPES_BY_PROVIDER: Readonly<Record<string, readonly string[]>> = {
@@ -19,7 +28,7 @@ const METHOD_TYPES_BY_PROVIDER: Readonly<Record<string, readonly string[]>> = {
  * that the provider can take it. Everything that would make the provider refuse the order for
  * what it is, rather than for how the call went, is refused here, before anything is stored.
  */
-export function chooseProvider(order: NewPaymentOrder, rules: RoutingRules): string {
+export function chooseProvider(order: NewPaymentOrder, rules: RoutingRules, amountRules: AmountRules): string {
   const provider = order.provider ?? rules.providerByCurrency[order.currency] ?? rules.defaultProvider;
   if (!rules.providers.includes(provider)) {
     throw new DomainError('unknown_provider', `No provider named '${provider}' is configured.`, {
@@ -34,23 +43,11 @@ export function chooseProvider(order: NewPaymentOrder, rules: RoutingRules): str
       { details: { param: 'paymentMethod.type' } },
     );
   }
-  if (provider === 'mpesa') checkMpesa(order);
-  return provider;
-}
-
-function checkMpesa(order: NewPaymentOrder): void {
-  // Daraja charges whole Kenyan shillings only: 10100 (KSh 101.00) can go, 10150 cannot.
-  if (order.currency !== 'KES') {
-    throw new DomainError('currency_unsupported', `Provider 'mpesa' only takes KES, not ${order.currency}.`, {
-      details: { param: 'currency' },
+  const refusal = amountRules(provider, order.currency, order.amount);
+  if (refusal) {
+    throw new DomainError(refusal.code, refusal.message, {
+      details: { param: refusal.code === 'amount_invalid' ? 'amount' : 'currency' },
     });
   }
-  const perShilling = 10 ** minorUnits('KES');
-  if (order.amount % perShilling !== 0) {
-    throw new DomainError(
-      'amount_invalid',
-      `M-Pesa charges whole shillings: ${order.amount} is not a multiple of ${perShilling} minor units.`,
-      { details: { param: 'amount' } },
-    );
-  }
+  return provider;
 }
