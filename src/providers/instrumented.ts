@@ -29,6 +29,13 @@ export function instrumentProvider(provider: PaymentProvider, metrics: Metrics):
         kinds.set(ticket, kind);
         return ticket;
       },
+      async restart(ticket) {
+        // A grant given back and asked again, for the same call: one observation per call stays
+        // one (the new grant usually comes at once: the place given back is free).
+        const again = await calls.restart(ticket);
+        kinds.set(again, kinds.get(ticket) ?? 'token');
+        return again;
+      },
       async finish(ticket, result) {
         await calls.finish(ticket, result);
         observe(kinds.get(ticket) ?? 'token', result);
@@ -43,6 +50,7 @@ export function instrumentProvider(provider: PaymentProvider, metrics: Metrics):
   return {
     name: provider.name,
     usesCallback: provider.usesCallback,
+    traits: provider.traits,
     async charge(request: ChargeRequest, calls: ProviderCalls) {
       const { wrapped, answered } = wrap(calls);
       return answered(await provider.charge(request, wrapped), 'charge') as ProviderAnswer;
