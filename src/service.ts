@@ -9,8 +9,13 @@ import { createOrderStore } from './db/create-order-store.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { ensureMerchant, findMerchantIdByKeyHash, insertApiKey } from './db/merchants.repository.ts';
 import { migrate } from './db/migrate.ts';
+import { findOperatorByKeyHash } from './db/operators.repository.ts';
 import { createProcessingStore } from './db/processing-store.ts';
+import { createResolutionStore } from './db/resolution-store.ts';
+import { waitForDatabase } from './db/wait-for-database.ts';
 import { hashApiKey, looksLikeApiKey, newApiKey } from './domain/api-key.ts';
+import type { RetryPolicy } from './domain/decide.ts';
+import type { ProcessDeps } from './domain/process-payment-order.ts';
 import { createApp } from './http/app.ts';
 import { startWebhookWorkers } from './jobs/deliver-webhook.job.ts';
 import { startIdempotencySweeper } from './jobs/idempotency-sweeper.ts';
@@ -27,6 +32,7 @@ import type { Logger } from './lib/logger.ts';
 import { refreshDatabaseGauges } from './metrics/database-gauges.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import { startRelay } from './outbox/relay.ts';
+import { providerAmountRules } from './providers/amount-rules.ts';
 import { instrumentProvider } from './providers/instrumented.ts';
 import { createProviders, providersNeedingSandbox } from './providers/registry.ts';
 import { createSafeDispatcher } from './webhooks/safe-http.ts';
@@ -47,8 +53,15 @@ export type RunningService = Readonly<{
   stop(): Promise<void>;
 }>;
 
-/** Composition root: builds and starts every part in order, and knows how to stop them in reverse. */
-export async function startService(config: Config, logger: Logger): Promise<RunningService> {
+/**
+ * Composition root: builds and starts every part in order, and knows how to stop them in reverse.
+ * Aborting `signal` (SIGTERM during start-up) ends a wait for the database; the start then rejects.
+ */
+export async function startService(
+  config: Config,
+  logger: Logger,
+  options: { signal?: AbortSignal } = {},
+): Promise<RunningService> {
   const stops: Array<() => Promise<void>> = [];
   let stopFirst: (() => Promise<void>) | null = null;
   const stopAll = async () => {
@@ -68,7 +81,14 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     const pool = createPool(databaseUrl, config.databasePoolSize);
     const db = createDb(pool);
     stops.push(() => closeDb(db, pool));
-    const applied = await migrate(pool);
+    // A DATABASE_URL may be down or restarting as we start (the embedded one has just been started):
+    // the migrations, our first statements, and pg-boss's start (safe to call again after a failure)
+    // are retried until it answers (db/wait-for-database.ts).
+    const whileUnreachable = <T>(work: () => Promise<T>): Promise<T> =>
+      config.databaseUrl
+        ? waitForDatabase(work, { timeoutMs: config.databaseStartupTimeoutMs, logger, signal: options.signal })
+        : work();
+    const applied = await whileUnreachable(() => migrate(pool));
     if (applied.length > 0) logger.info({ applied }, 'migrations applied');
 
     const boss = new PgBoss({
@@ -82,7 +102,7 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       superviseIntervalSeconds: 10,
     });
     boss.on('error', (error) => logger.error({ err: error }, 'pg-boss error'));
-    await boss.start();
+    await whileUnreachable(() => boss.start());
     stops.push(() => boss.stop({ graceful: true, timeout: config.shutdownTimeoutMs }));
     await createQueues(boss);
     await startIdempotencySweeper(boss, db, config.idempotencySweepCron, logger);
@@ -110,6 +130,20 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     });
 
     const metrics = createMetrics({ kafka: config.kafka !== null });
+    // The public base URL is known once we listen (PORT=0 takes a free port); callbacks are only
+    // built by the workers, which start after that.
+    let publicBaseUrl = config.publicBaseUrl ?? '';
+    const processDeps: ProcessDeps = {
+      store: processing,
+      providers: new Map(
+        [...createProviders(config, sandboxUrl)].map(([name, provider]) => [
+          name,
+          instrumentProvider(provider, metrics),
+        ]),
+      ),
+      policy: retryPolicy(config),
+      callbackUrl: (provider, token) => `${publicBaseUrl}/callbacks/${provider}/${token}`,
+    };
     const urlPolicy = { allowedCidrs: config.webhooks.allowedCidrs, allowHttp: config.webhooks.allowHttp };
     const enqueueDelivery = enqueueDeliverWebhook(boss);
     const app = createApp({
@@ -119,9 +153,12 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
       createOrder: {
         store: createOrderStore(db, enqueue),
         routing: config,
+        amountRules: providerAmountRules,
         idempotencyKeyTtlHours: config.idempotencyKeyTtlHours,
       },
-      processing,
+      processing: processDeps,
+      lookupOperator: (hash) => findOperatorByKeyHash(db, hash),
+      resolve: createResolutionStore(db),
       webhooks: { db, urlPolicy, secretRotationMs: config.webhooks.secretRotationMs },
       enqueueDelivery,
       metrics: {
@@ -136,30 +173,11 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     const address = server.address();
     const port = typeof address === 'object' && address ? address.port : config.port;
     const url = `http://127.0.0.1:${port}`;
-    const publicBaseUrl = config.publicBaseUrl ?? url;
+    publicBaseUrl = config.publicBaseUrl ?? url;
     logger.info({ port }, 'payment order gateway listening');
 
     // Workers start last: they need the callback endpoint up. They stop first (boss.stop, above).
-    await startProcessingWorkers(
-      boss,
-      {
-        store: processing,
-        providers: new Map(
-          [...createProviders(config, sandboxUrl)].map(([name, provider]) => [
-            name,
-            instrumentProvider(provider, metrics),
-          ]),
-        ),
-        retry: {
-          ...config.retry,
-          pendingCheckDelayMs: (provider) =>
-            provider === 'mpesa' ? config.mpesa.callbackTimeoutMs : config.retry.baseDelayMs,
-        },
-        callbackUrl: (provider, token) => `${publicBaseUrl}/callbacks/${provider}/${token}`,
-      },
-      config.workerConcurrency,
-      logger,
-    );
+    await startProcessingWorkers(boss, processDeps, config.workerConcurrency, logger);
 
     // Events: the relay turns committed outbox rows into deliveries; the webhook workers send them.
     const dispatcher = createSafeDispatcher(urlPolicy);
@@ -214,6 +232,19 @@ export async function startService(config: Config, logger: Logger): Promise<Runn
     await stopAll();
     throw error;
   }
+}
+
+/** The processing decisions' policy (domain/decide.ts), from the configuration. */
+function retryPolicy(config: Config): RetryPolicy {
+  return {
+    ...config.retry,
+    pendingCheckDelayMs: (provider) =>
+      provider === 'mpesa' ? config.mpesa.callbackTimeoutMs : config.retry.baseDelayMs,
+    // Only M-Pesa has charges that cannot be asked about (a push whose answer was lost).
+    unaskableDeadlineMs: (provider) =>
+      provider === 'mpesa' ? config.mpesa.pushDeadlineMs : config.retry.reviewAfterMs,
+    random: Math.random,
+  };
 }
 
 function listen(app: ReturnType<typeof createApp>, port: number, host: string): Promise<Server> {

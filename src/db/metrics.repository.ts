@@ -9,6 +9,8 @@ export type DatabaseFigures = Readonly<{
   oldestUnrelayedSeconds: number;
   unpublished: number;
   deliveriesPending: number;
+  /** Open reviews by reason. */
+  underReview: Readonly<Record<string, number>>;
 }>;
 
 /**
@@ -17,7 +19,7 @@ export type DatabaseFigures = Readonly<{
  * tables'.
  */
 export async function readDatabaseFigures(db: Db, options: { kafka: boolean }): Promise<DatabaseFigures> {
-  const { rows } = await sql<Record<keyof DatabaseFigures, string | number>>`
+  const { rows } = await sql<Record<keyof DatabaseFigures, unknown>>`
     select
       (select count(*) from payment_orders where status = 'PENDING') as pending,
       (select count(*) from payment_orders where status = 'PROCESSING') as processing,
@@ -27,7 +29,11 @@ export async function readDatabaseFigures(db: Db, options: { kafka: boolean }): 
         as "oldestUnrelayedSeconds",
       -- Without Kafka every event stays unpublished: counting them would scan the whole history.
       ${options.kafka ? sql`(select count(*) from outbox_events where kafka_published_at is null)` : sql`0`} as unpublished,
-      (select count(*) from webhook_deliveries where status = 'pending') as "deliveriesPending"`.execute(db);
+      (select count(*) from webhook_deliveries where status = 'pending') as "deliveriesPending",
+      -- Over the partial index of open reviews (sql/007): the queue, never the whole history.
+      (select coalesce(jsonb_object_agg(reason, n), '{}'::jsonb) from (
+         select reason, count(*) as n from payment_order_reviews where resolved_at is null group by reason
+       ) open_reviews) as "underReview"`.execute(db);
   const row = rows[0];
   if (!row) throw new Error('no row');
   return {
@@ -38,5 +44,8 @@ export async function readDatabaseFigures(db: Db, options: { kafka: boolean }): 
     oldestUnrelayedSeconds: Number(row.oldestUnrelayedSeconds),
     unpublished: Number(row.unpublished),
     deliveriesPending: Number(row.deliveriesPending),
+    underReview: Object.fromEntries(
+      Object.entries(row.underReview as unknown as Record<string, number | string>).map(([k, v]) => [k, Number(v)]),
+    ),
   };
 }

@@ -106,6 +106,7 @@ export function toOrder(row: Selectable<PaymentOrdersTable>): PaymentOrder {
     failure: row.failure_code ? { code: row.failure_code, message: row.failure_message ?? '' } : null,
     nextAttemptAt: row.next_attempt_at,
     reconcilingSince: row.reconciling_since,
+    review: row.review_reason && row.review_since ? { reason: row.review_reason, since: row.review_since } : null,
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };

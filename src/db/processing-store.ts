@@ -2,15 +2,18 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import type pg from 'pg';
-import { orderJson } from '../domain/order-json.ts';
-import type { PaymentOrder } from '../domain/payment-order.ts';
-import type { Decision, ProcessingState, ProcessingStore } from '../domain/process-payment-order.ts';
-import type { CallResult, CallTicket, ProviderCalls } from '../domain/provider.ts';
-import { newId } from '../lib/ids.ts';
+import type { CallbackContext, CallbackJudgement, ProviderCallback } from '../domain/callback-evidence.ts';
+import { type Decision, SELF_SETTLING_REVIEWS } from '../domain/decide.ts';
+import type { Failure, PaymentOrder } from '../domain/payment-order.ts';
+import type { ProcessingState, ProcessingStore } from '../domain/process-payment-order.ts';
+import type { ProviderCalls } from '../domain/provider.ts';
 import type { Db, Tx } from './connection.ts';
+import { insertOrderEvent } from './outbox-events.repository.ts';
 import { insertTransition, toOrder } from './payment-orders.repository.ts';
-import { finishAttempt, lastCall } from './provider-attempts.repository.ts';
-import { type GateLimits, startWhenAllowed } from './rate-gate.ts';
+import { finishAttempt, loadCallFacts, paidExternalId } from './provider-attempts.repository.ts';
+import { claimedByAnotherOrder, insertProviderCallback, loadLeads } from './provider-callbacks.repository.ts';
+import { type GateLimits, restartWhenAllowed, startWhenAllowed } from './rate-gate.ts';
+import { closeReviews, openReview } from './reviews.repository.ts';
 
 /** Enqueues the order's next processing job, in the given transaction, after a delay. */
 export type EnqueueNext = (trx: Tx, orderId: string, generation: number, delayMs: number) => Promise<void>;
@@ -24,12 +27,12 @@ export type ProcessingStoreDeps = Readonly<{
 
 export function createProcessingStore(deps: ProcessingStoreDeps): ProcessingStore {
   const { db } = deps;
+  // The connection holding each order's lock in this process, for the check before every call.
+  const locks = new Map<string, pg.PoolClient>();
   return {
-    withOrderLock: (orderId, work) => withOrderLock(deps.pool, orderId, work),
+    withOrderLock: (orderId, work) => withOrderLock(deps.pool, locks, orderId, work),
 
-    load: (orderId) => loadState(db, 'id', orderId),
-
-    loadByCallbackToken: (token) => loadState(db, 'callback_token', token),
+    load: (orderId) => loadState(db, orderId),
 
     async markProcessing(orderId, reason) {
       await db.transaction().execute(async (trx) => {
@@ -53,23 +56,40 @@ export function createProcessingStore(deps: ProcessingStoreDeps): ProcessingStor
       return row.callback_token as string;
     },
 
-    calls: (order) => providerCalls(deps, order),
+    calls: (order) => providerCalls(deps, order, () => assertStillLocked(locks, order.id)),
 
-    apply: (order, generation, decision, call) => applyDecision(deps, order, generation, decision, call),
+    apply: (order, generation, decision, call) =>
+      db.transaction().execute(async (trx) => {
+        if (call) await finishAttempt(trx, call.ticket, call.result, call.fact);
+        return applyDecision(trx, deps.enqueue, order, generation, decision);
+      }),
+
+    failUnsent: (order, generation, failure) =>
+      db.transaction().execute((trx) => failUnsent(trx, order, generation, failure)),
+
+    receiveCallback: (token, callback, judge) =>
+      db.transaction().execute((trx) => receiveCallback(trx, deps.enqueue, token, callback, judge)),
   };
 }
 
-async function loadState(db: Db, by: 'id' | 'callback_token', value: string): Promise<ProcessingState | null> {
-  const row = await db.selectFrom('payment_orders').selectAll().where(by, '=', value).executeTakeFirst();
+async function loadState(db: Db, orderId: string): Promise<ProcessingState | null> {
+  const row = await db
+    .selectFrom('payment_orders')
+    .selectAll()
+    .select(sql<Date>`now()`.as('db_now'))
+    .where('id', '=', orderId)
+    .executeTakeFirst();
   if (!row) return null;
-  const { last, count, firstCallAt } = await lastCall(db, row.id);
+  const { calls, count, firstCallAt } = await loadCallFacts(db, row.id);
   return {
     order: toOrder(row),
     generation: row.processing_generation,
     callbackToken: row.callback_token,
-    lastCall: last,
+    calls,
+    leads: await loadLeads(db, row.id),
     callCount: count,
     firstCallAt,
+    now: row.db_now,
   };
 }
 
@@ -78,7 +98,12 @@ async function loadState(db: Db, by: 'id' | 'callback_token', value: string): Pr
  * its own, held for the step (gate wait and provider call included). If the process dies, the
  * connection closes and the lock goes with it. No transaction stays open meanwhile.
  */
-async function withOrderLock<T>(pool: pg.Pool, orderId: string, work: () => Promise<T>): Promise<T | 'busy'> {
+async function withOrderLock<T>(
+  pool: pg.Pool,
+  locks: Map<string, pg.PoolClient>,
+  orderId: string,
+  work: () => Promise<T>,
+): Promise<T | 'busy'> {
   const client = await pool.connect();
   // A connection whose unlock failed goes away rather than back to the pool still holding the
   // lock (closing the session is what releases it).
@@ -89,9 +114,11 @@ async function withOrderLock<T>(pool: pg.Pool, orderId: string, work: () => Prom
       [orderId],
     );
     if (!rows[0]?.locked) return 'busy';
+    locks.set(orderId, client);
     try {
       return await work();
     } finally {
+      locks.delete(orderId);
       await client
         .query("select pg_advisory_unlock(hashtextextended('payment_order:' || $1, 0))", [orderId])
         .catch(() => {
@@ -103,85 +130,229 @@ async function withOrderLock<T>(pool: pg.Pool, orderId: string, work: () => Prom
   }
 }
 
+/**
+ * The order's lock lives as long as its connection: if that connection died (the database
+ * restarted, a middlebox cut it), the lock is gone and another processor may be on the order, so
+ * no call may start. One round trip on the lock's own connection, before the gate (so that it
+ * costs nothing of the grant's send window).
+ */
+async function assertStillLocked(locks: Map<string, pg.PoolClient>, orderId: string): Promise<void> {
+  const client = locks.get(orderId);
+  if (!client) throw new Error(`order ${orderId} is not locked by this process`);
+  await client.query('select 1');
+}
+
 /** Every call first gets a start from the global rate gate, then is recorded as an attempt. */
-function providerCalls(deps: ProcessingStoreDeps, order: PaymentOrder): ProviderCalls {
+function providerCalls(
+  deps: ProcessingStoreDeps,
+  order: PaymentOrder,
+  stillLocked: () => Promise<void>,
+): ProviderCalls {
   return {
-    start: (kind, idempotencyKey) =>
-      startWhenAllowed(
+    start: async (kind, idempotencyKey) => {
+      await stillLocked();
+      return startWhenAllowed(
         deps.db,
         deps.gate,
         { orderId: order.id, provider: order.provider, kind, idempotencyKey: idempotencyKey ?? null },
         sleep,
-      ),
+      );
+    },
+
+    restart: (ticket) =>
+      restartWhenAllowed(deps.db, deps.gate, { attemptId: ticket.attemptId, provider: order.provider }, sleep),
 
     finish: (ticket, result) => finishAttempt(deps.db, ticket, result),
   };
 }
 
+/** The decision, in the caller's transaction. Only the live generation of a PROCESSING order moves it. */
 async function applyDecision(
-  deps: ProcessingStoreDeps,
+  trx: Tx,
+  enqueue: EnqueueNext,
   order: PaymentOrder,
   generation: number,
   decision: Decision,
-  call?: { ticket: CallTicket; result: CallResult },
 ): Promise<boolean> {
-  return deps.db.transaction().execute(async (trx) => {
-    if (call) await finishAttempt(trx, call.ticket, call.result);
-    // Only the live generation of a PROCESSING order may move it; anything else was overtaken
-    // (e.g. an M-Pesa callback got there first) and leaves the order alone.
-    const live = trx
-      .updateTable('payment_orders')
-      .where('id', '=', order.id)
-      .where('status', '=', 'PROCESSING')
-      .where('processing_generation', '=', generation);
-    if (decision.type === 'schedule') {
+  const live = trx
+    .updateTable('payment_orders')
+    .where('id', '=', order.id)
+    .where('status', '=', 'PROCESSING')
+    .where('processing_generation', '=', generation);
+  switch (decision.type) {
+    case 'schedule': {
       const moved = await live
         .set({
           processing_generation: generation + 1,
           provider_reference: decision.clearReference ? null : (decision.reference ?? order.providerReference),
           next_attempt_at: sql<Date>`now() + make_interval(secs => ${decision.delayMs / 1000})`,
-          reconciling_since: decision.reconciling
-            ? sql<Date>`coalesce(reconciling_since, now())`
-            : sql<Date | null>`reconciling_since`,
+          reconciling_since: reconcilingSince(decision.reconciling),
           updated_at: sql<Date>`now()`,
         })
         .executeTakeFirst();
       if (Number(moved.numUpdatedRows) !== 1) return false;
-      await deps.enqueue(trx, order.id, generation + 1, decision.delayMs);
+      await enqueue(trx, order.id, generation + 1, decision.delayMs);
+      if (decision.review) await openReview(trx, order.id, decision.review);
       return true;
     }
-    const terminal = decision.type === 'complete' ? 'COMPLETED' : 'FAILED';
-    const row = await live
-      .set({
-        status: terminal,
-        processing_generation: generation + 1,
-        provider_reference: decision.type === 'complete' ? decision.reference : order.providerReference,
-        failure_code: decision.type === 'fail' ? decision.failure.code : null,
-        failure_message: decision.type === 'fail' ? decision.failure.message : null,
-        next_attempt_at: null,
-        reconciling_since: null,
-        updated_at: sql<Date>`now()`,
-      })
-      .returningAll()
-      .executeTakeFirst();
-    if (!row) return false;
-    const final = toOrder(row);
-    await insertTransition(trx, order.id, 'PROCESSING', terminal, decision.reason);
-    await insertOutboxEvent(trx, final);
-    return true;
-  });
+    case 'await': {
+      // No next job: nothing can be asked. A callback or an operator moves the order on.
+      const moved = await live
+        .set({
+          processing_generation: generation + 1,
+          next_attempt_at: null,
+          reconciling_since: reconcilingSince(true),
+          updated_at: sql<Date>`now()`,
+        })
+        .executeTakeFirst();
+      if (Number(moved.numUpdatedRows) !== 1) return false;
+      await openReview(trx, order.id, decision.review);
+      return true;
+    }
+    case 'complete':
+      if (await settle(trx, order, generation, 'COMPLETED', decision.reason, { reference: decision.reference })) {
+        return true;
+      }
+      await flagIfContradicted(trx, order.id, decision);
+      return false;
+    case 'fail':
+      if (await settle(trx, order, generation, 'FAILED', decision.reason, { failure: decision.failure })) return true;
+      await flagIfContradicted(trx, order.id, decision);
+      return false;
+  }
 }
 
-/** The terminal event, in the terminal transition's transaction. */
-async function insertOutboxEvent(trx: Tx, order: PaymentOrder): Promise<void> {
-  await trx
-    .insertInto('outbox_events')
-    .values({
-      id: newId('evt'),
-      merchant_id: order.merchantId,
-      order_id: order.id,
-      type: order.status === 'COMPLETED' ? 'payment_order.completed' : 'payment_order.failed',
-      payload: JSON.stringify(orderJson(order)),
+/**
+ * An answer that came after the order was settled another way (an operator, a callback) and says
+ * the opposite — paid, while the order FAILED; declined, while it COMPLETED — is money out of
+ * place: flagged for people, never dropped.
+ */
+async function flagIfContradicted(
+  trx: Tx,
+  orderId: string,
+  decision: Extract<Decision, { type: 'complete' | 'fail' }>,
+): Promise<void> {
+  const row = await trx.selectFrom('payment_orders').select('status').where('id', '=', orderId).executeTakeFirst();
+  if (decision.type === 'complete' && row?.status === 'FAILED') {
+    await openReview(trx, orderId, {
+      reason: 'paid_after_failure',
+      detail: `The provider answered that ${decision.reference} was paid (${decision.reason}) after the order was settled FAILED: refund it, or settle it by hand.`,
+    });
+  }
+  // A decline (not "we could not reach the provider") for an order already COMPLETED.
+  if (decision.type === 'fail' && row?.status === 'COMPLETED' && decision.failure.code !== 'provider_unavailable') {
+    await openReview(trx, orderId, {
+      reason: 'contradiction',
+      detail: `The provider declined the payment (${decision.failure.code}: ${decision.failure.message}) after the order was settled COMPLETED: check that it was paid.`,
+    });
+  }
+}
+
+function reconcilingSince(reconciling: boolean | undefined) {
+  if (reconciling === true) return sql<Date>`coalesce(reconciling_since, now())`;
+  if (reconciling === false) return sql<Date | null>`null`;
+  return sql<Date | null>`reconciling_since`;
+}
+
+/**
+ * `from` (PROCESSING, or PENDING for an order never sent) → terminal: the status, its transition,
+ * the reviews the provider's answer settles (outcome unknown, push unconfirmed — anomalies stay
+ * open for people), and its outbox event, with the order as it is then. Only the live generation.
+ */
+async function settle(
+  trx: Tx,
+  order: PaymentOrder,
+  generation: number,
+  status: 'COMPLETED' | 'FAILED',
+  reason: string,
+  outcome: { reference?: string; failure?: Failure },
+  from: 'PENDING' | 'PROCESSING' = 'PROCESSING',
+): Promise<boolean> {
+  const row = await trx
+    .updateTable('payment_orders')
+    .set({
+      status,
+      processing_generation: generation + 1,
+      provider_reference: outcome.reference ?? order.providerReference,
+      failure_code: outcome.failure?.code ?? null,
+      failure_message: outcome.failure?.message ?? null,
+      next_attempt_at: null,
+      reconciling_since: null,
+      updated_at: sql<Date>`now()`,
     })
-    .execute();
+    .where('id', '=', order.id)
+    .where('status', '=', from)
+    .where('processing_generation', '=', generation)
+    .returning('id')
+    .executeTakeFirst();
+  if (!row) return false;
+  await insertTransition(trx, order.id, from, status, reason);
+  const final = await closeReviews(trx, order.id, {
+    by: 'provider',
+    resolution: status,
+    note: reason,
+    reasons: SELF_SETTLING_REVIEWS,
+  });
+  await insertOrderEvent(trx, final, status === 'COMPLETED' ? 'payment_order.completed' : 'payment_order.failed');
+  return true;
+}
+
+/** An order no provider call was made for: FAILED from whichever of PENDING or PROCESSING it is in. */
+async function failUnsent(trx: Tx, order: PaymentOrder, generation: number, failure: Failure): Promise<boolean> {
+  const current = await trx
+    .selectFrom('payment_orders')
+    .select('status')
+    .where('id', '=', order.id)
+    .forUpdate()
+    .executeTakeFirst();
+  if (current?.status !== 'PENDING' && current?.status !== 'PROCESSING') return false;
+  return settle(trx, order, generation, 'FAILED', failure.message, { failure }, current.status);
+}
+
+async function receiveCallback(
+  trx: Tx,
+  enqueue: EnqueueNext,
+  token: string,
+  callback: ProviderCallback,
+  judge: (context: Omit<CallbackContext, 'traits'>) => CallbackJudgement,
+): Promise<CallbackJudgement | null> {
+  // The row lock orders this callback with any processing step's outcome for the same order.
+  const row = await trx
+    .selectFrom('payment_orders')
+    .selectAll()
+    .where('callback_token', '=', token)
+    .forUpdate()
+    .executeTakeFirst();
+  if (!row) return null;
+  const order = toOrder(row);
+  // Callbacks naming the same charge for different orders are judged one at a time, so that two
+  // orders can never both take one payment as their lead (claimedByAnotherOrder below).
+  await sql`select pg_advisory_xact_lock(hashtextextended('provider_charge:' || ${callback.externalId}, 0))`.execute(
+    trx,
+  );
+  const { calls } = await loadCallFacts(trx, order.id);
+  const judgement = judge({
+    order,
+    calls,
+    paidExternalId: order.status === 'COMPLETED' ? await paidExternalId(trx, order.id) : null,
+    claimedElsewhere: await claimedByAnotherOrder(trx, order.id, callback.externalId),
+  });
+  await insertProviderCallback(trx, order.id, callback, judgement.disposition);
+  const generation = row.processing_generation;
+  if (judgement.complete) {
+    await settle(trx, order, generation, 'COMPLETED', judgement.complete.reason, {
+      reference: judgement.complete.reference,
+    });
+  } else if (judgement.confirm) {
+    // The next step now, whatever was scheduled: it asks the provider about the push.
+    await trx
+      .updateTable('payment_orders')
+      .set({ processing_generation: generation + 1, next_attempt_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
+      .where('id', '=', order.id)
+      .where('status', '=', 'PROCESSING')
+      .execute();
+    await enqueue(trx, order.id, generation + 1, 0);
+  }
+  if (judgement.review) await openReview(trx, order.id, judgement.review);
+  return judgement;
 }

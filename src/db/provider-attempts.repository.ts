@@ -1,45 +1,82 @@
 import { sql } from 'kysely';
+import type { CallFact } from '../domain/money-rule.ts';
 import type { AttemptView } from '../domain/order-json.ts';
-import type { LastCall } from '../domain/process-payment-order.ts';
 import type { CallResult, CallTicket } from '../domain/provider.ts';
 import type { Db, Tx } from './connection.ts';
 
-/** update provider_attempts set ended_at, outcome, http_status, latency_ms, error where id = $1 */
-export async function finishAttempt(db: Db | Tx, ticket: CallTicket, result: CallResult): Promise<void> {
+/**
+ * update provider_attempts set ended_at, outcome, http_status, latency_ms, error, provider_reference,
+ * decline_code where id = $1 — with what the money rule records of a charge or status call (`fact`).
+ */
+export async function finishAttempt(
+  db: Db | Tx,
+  ticket: CallTicket,
+  result: CallResult,
+  fact?: CallFact,
+): Promise<void> {
   await db
     .updateTable('provider_attempts')
     .set({
       ended_at: sql<Date>`clock_timestamp()`,
-      outcome: result.outcome,
+      outcome: fact?.outcome ?? result.outcome,
       http_status: result.httpStatus,
       latency_ms: Math.round(result.latencyMs),
       // Bounded: an error text is for people, not a place to dump a provider's whole answer.
       error: result.error === null ? null : result.error.slice(0, 1000),
+      provider_reference: fact?.reference ?? null,
+      decline_code: fact?.decline?.code ?? null,
     })
     .where('id', '=', ticket.attemptId)
     .execute();
 }
 
 /**
- * The order's last charge or status call, and how many provider calls it has made in all (token
- * requests count: a provider whose token endpoint keeps failing must also run out of retries).
+ * The order's charge and status calls, oldest first, as the money rule reads them; how many
+ * provider calls it has made in all (token requests count: a provider whose token endpoint keeps
+ * failing must also run out of retries); and when the first started.
+ *
+ * select kind, outcome, provider_reference, started_at, decline_code, error from provider_attempts
+ * where order_id = $1 order by attempt_number
  */
-export async function lastCall(
-  db: Db,
+export async function loadCallFacts(
+  db: Db | Tx,
   orderId: string,
-): Promise<{ last: LastCall | null; count: number; firstCallAt: Date | null }> {
+): Promise<{ calls: CallFact[]; count: number; firstCallAt: Date | null }> {
   const rows = await db
     .selectFrom('provider_attempts')
-    .select(['kind', 'outcome', 'started_at'])
+    .select(['kind', 'outcome', 'provider_reference', 'started_at', 'decline_code', 'error'])
     .where('order_id', '=', orderId)
-    .orderBy('attempt_number', 'desc')
+    .orderBy('attempt_number')
     .execute();
-  const first = rows.find((row) => row.kind === 'charge' || row.kind === 'status');
-  return {
-    last: first ? { kind: first.kind as LastCall['kind'], outcome: first.outcome as LastCall['outcome'] } : null,
-    count: rows.length,
-    firstCallAt: rows.at(-1)?.started_at ?? null,
-  };
+  const calls = rows
+    .filter((row) => row.kind === 'charge' || row.kind === 'status')
+    .map(
+      (row): CallFact => ({
+        kind: row.kind as CallFact['kind'],
+        outcome: row.outcome as CallFact['outcome'],
+        reference: row.provider_reference,
+        startedAt: row.started_at,
+        decline: row.decline_code
+          ? { code: row.decline_code, message: row.error ?? 'The provider declined the payment.' }
+          : null,
+      }),
+    );
+  return { calls, count: rows.length, firstCallAt: rows[0]?.started_at ?? null };
+}
+
+/**
+ * The charge a COMPLETED order was paid by: the callback that completed it, else the call whose
+ * answer was the success (M-Pesa: a CheckoutRequestID).
+ */
+export async function paidExternalId(db: Db | Tx, orderId: string): Promise<string | null> {
+  const { rows } = await sql<{ external_id: string | null }>`
+    select coalesce(
+      (select external_id from provider_callbacks
+        where order_id = ${orderId} and disposition = 'applied' order by id desc limit 1),
+      (select provider_reference from provider_attempts
+        where order_id = ${orderId} and outcome = 'succeeded' order by attempt_number desc limit 1)
+    ) as external_id`.execute(db);
+  return rows[0]?.external_id ?? null;
 }
 
 /** select * from provider_attempts where order_id = $1 order by attempt_number */
@@ -60,5 +97,6 @@ export async function listAttempts(db: Db, orderId: string): Promise<AttemptView
     httpStatus: r.http_status,
     latencyMs: r.latency_ms,
     error: r.error,
+    providerReference: r.provider_reference,
   }));
 }

@@ -2,6 +2,9 @@ import type { ColumnType, Generated, JSONColumnType } from 'kysely';
 
 /** Row types as the database holds them. They never leave src/db: repositories map them. */
 export interface Database {
+  payment_order_reviews: PaymentOrderReviewsTable;
+  provider_callbacks: ProviderCallbacksTable;
+  operator_keys: OperatorKeysTable;
   webhook_subscriptions: WebhookSubscriptionsTable;
   webhook_deliveries: WebhookDeliveriesTable;
   webhook_delivery_attempts: WebhookDeliveryAttemptsTable;
@@ -51,6 +54,8 @@ export interface PaymentOrdersTable {
   callback_token: string | null;
   reconciling_since: Date | null;
   next_attempt_at: Date | null;
+  review_reason: string | null;
+  review_since: Date | null;
   created_at: ColumnType<Date, Date | undefined, never>;
   updated_at: ColumnType<Date, Date | undefined, Date>;
 }
@@ -88,6 +93,8 @@ export interface ProviderAttemptsTable {
   http_status: number | null;
   latency_ms: number | null;
   error: string | null;
+  provider_reference: string | null;
+  decline_code: string | null;
 }
 
 export interface OutboxEventsTable {
@@ -141,4 +148,39 @@ export interface WebhookDeliveryAttemptsTable {
   status_code: number | null;
   latency_ms: number | null;
   error: string | null;
+}
+
+export interface PaymentOrderReviewsTable {
+  id: string;
+  order_id: string;
+  reason: string;
+  detail: string;
+  opened_at: CreatedAt;
+  resolved_at: Date | null;
+  resolved_by: string | null;
+  resolution: string | null;
+  note: string | null;
+}
+
+export interface ProviderCallbacksTable {
+  id: Generated<string>;
+  order_id: string;
+  provider: string;
+  external_id: string;
+  result_code: string;
+  outcome: string;
+  amount: ColumnType<string | null, number | null, number | null>;
+  phone: string | null;
+  receipt: string | null;
+  disposition: string;
+  received_at: CreatedAt;
+}
+
+export interface OperatorKeysTable {
+  id: string;
+  name: string;
+  key_hash: Buffer;
+  key_prefix: string;
+  created_at: CreatedAt;
+  revoked_at: ColumnType<Date | null, Date | null | undefined, Date | null>;
 }

@@ -19,3 +19,19 @@ export function hashApiKey(key: string): Buffer {
 export function looksLikeApiKey(value: string): boolean {
   return KEY_PATTERN.test(value);
 }
+
+const OPERATOR_KEY_PREFIX = 'op_';
+const OPERATOR_KEY_PATTERN = /^op_[A-Za-z0-9_-]{43}$/;
+
+/**
+ * A new operator key: for people on call, not merchants. A different prefix (op_) so that neither
+ * kind of key can be mistaken for the other, in a header or in a leaked log.
+ */
+export function newOperatorKey(): NewApiKey {
+  const key = OPERATOR_KEY_PREFIX + randomBytes(32).toString('base64url');
+  return { key, hash: hashApiKey(key), prefix: key.slice(0, 11) };
+}
+
+export function looksLikeOperatorKey(value: string): boolean {
+  return OPERATOR_KEY_PATTERN.test(value);
+}

@@ -2,7 +2,7 @@ import { canonicalJson, sha256Hex } from '../lib/canonical-json.ts';
 import { newId } from '../lib/ids.ts';
 import { IdempotencyKeyReusedError } from './errors.ts';
 import { type NewPaymentOrder, ORDER_ID_PREFIX, type PaymentOrder } from './payment-order.ts';
-import { chooseProvider, type RoutingRules } from './routing.ts';
+import { type AmountRules, chooseProvider, type RoutingRules } from './routing.ts';
 
 /** The answer saved with an idempotency key and given again, byte for byte, on a replay. */
 export type SavedResponse = Readonly<{ status: number; body: string }>;
@@ -49,6 +49,8 @@ export type CreatePaymentOrderCommand = Readonly<{
 export type CreatePaymentOrderDeps = Readonly<{
   store: TransactionRunner<CreateOrderUnitOfWork>;
   routing: RoutingRules;
+  /** Each provider's money rules: create refuses (400) what the chosen provider cannot charge exactly. */
+  amountRules: AmountRules;
   idempotencyKeyTtlHours: number;
   now?: () => Date;
 }>;
@@ -68,7 +70,7 @@ export async function createPaymentOrder(
   command: CreatePaymentOrderCommand,
   respond: (order: PaymentOrder) => SavedResponse,
 ): Promise<{ response: SavedResponse; replayed: boolean }> {
-  const provider = chooseProvider(command.order, deps.routing);
+  const provider = chooseProvider(command.order, deps.routing, deps.amountRules);
   const fingerprint = requestFingerprint(command.operation, command.order);
   const { merchantId, idempotencyKey } = command;
   return deps.store.inTransaction(async (unit) => {
@@ -104,6 +106,7 @@ export function newOrder(merchantId: string, provider: string, input: NewPayment
     failure: null,
     nextAttemptAt: null,
     reconcilingSince: null,
+    review: null,
     createdAt: now,
     updatedAt: now,
   };

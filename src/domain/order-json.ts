@@ -11,6 +11,19 @@ export type AttemptView = Readonly<{
   httpStatus: number | null;
   latencyMs: number | null;
   error: string | null;
+  /** The charge the call asked about, or that its answer named. */
+  providerReference: string | null;
+}>;
+
+/** A review of the order, open or settled, as the API shows it. */
+export type ReviewView = Readonly<{
+  reason: string;
+  detail: string;
+  openedAt: Date;
+  resolvedAt: Date | null;
+  resolvedBy: string | null;
+  resolution: string | null;
+  note: string | null;
 }>;
 
 /**
@@ -35,12 +48,19 @@ export function orderJson(order: PaymentOrder) {
     // reconciled (retries ran out while the provider may have charged).
     nextAttemptAt: order.nextAttemptAt?.toISOString() ?? null,
     reconcilingSince: order.reconcilingSince?.toISOString() ?? null,
+    // Set while people must look at it: an outcome no machine can settle (see payment_order_reviews).
+    review: order.review ? { reason: order.review.reason, since: order.review.since.toISOString() } : null,
     createdAt: order.createdAt.toISOString(),
     updatedAt: order.updatedAt.toISOString(),
   };
 }
 
-export function orderDetailJson(order: PaymentOrder, history: readonly Transition[], attempts: readonly AttemptView[]) {
+export function orderDetailJson(
+  order: PaymentOrder,
+  history: readonly Transition[],
+  attempts: readonly AttemptView[],
+  reviews: readonly ReviewView[] = [],
+) {
   return {
     ...orderJson(order),
     attempts: attempts.map((a) => ({
@@ -53,7 +73,17 @@ export function orderDetailJson(order: PaymentOrder, history: readonly Transitio
       httpStatus: a.httpStatus,
       latencyMs: a.latencyMs,
       error: a.error,
+      providerReference: a.providerReference,
     })),
     history: history.map((t) => ({ from: t.from, to: t.to, reason: t.reason, at: t.at.toISOString() })),
+    reviews: reviews.map((r) => ({
+      reason: r.reason,
+      detail: r.detail,
+      openedAt: r.openedAt.toISOString(),
+      resolvedAt: r.resolvedAt?.toISOString() ?? null,
+      resolvedBy: r.resolvedBy,
+      resolution: r.resolution,
+      note: r.note,
+    })),
   };
 }

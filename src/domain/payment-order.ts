@@ -22,6 +22,9 @@ export type NewPaymentOrder = Readonly<{
 
 export type Failure = Readonly<{ code: string; message: string }>;
 
+/** Why an order is under review (a stable code, see decide.ts ReviewReason), and since when. */
+export type OrderReview = Readonly<{ reason: string; since: Date }>;
+
 export type Transition = Readonly<{
   from: OrderStatus | null;
   to: OrderStatus;
@@ -46,6 +49,8 @@ export type PaymentOrder = Readonly<{
   nextAttemptAt: Date | null;
   /** Set when retries ran out while the provider may have charged: reconciling on a slow schedule. */
   reconcilingSince: Date | null;
+  /** Set while people must look at the order (an outcome no machine can settle). */
+  review: OrderReview | null;
   createdAt: Date;
   updatedAt: Date;
 }>;

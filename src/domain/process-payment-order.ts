@@ -1,50 +1,54 @@
+import {
+  type CallbackContext,
+  type CallbackDisposition,
+  type CallbackJudgement,
+  judgeCallback,
+  type ProviderCallback,
+} from './callback-evidence.ts';
+import {
+  callFact,
+  type Decision,
+  decide,
+  nextCall,
+  type RetryPolicy,
+  type StepAnswer,
+  type StepHistory,
+  withoutProvider,
+} from './decide.ts';
+import type { CallFact } from './money-rule.ts';
 import type { Failure, PaymentOrder } from './payment-order.ts';
 import {
   type CallResult,
   type CallTicket,
   type ChargeRequest,
   type PaymentProvider,
-  type ProviderAnswer,
   type ProviderCalls,
-  type ProviderOutcome,
   providerIdempotencyKey,
 } from './provider.ts';
-
-/** The last charge or status call of an order, as far as processing needs to know it. */
-export type LastCall = Readonly<{ kind: 'charge' | 'status'; outcome: CallResult['outcome'] | null }>;
 
 export type ProcessingState = Readonly<{
   order: PaymentOrder;
   generation: number;
   callbackToken: string | null;
-  lastCall: LastCall | null;
+  /** The order's charge and status calls so far, oldest first: what the money rule reads. */
+  calls: readonly CallFact[];
+  /** CheckoutRequestIDs that success callbacks named for a push of ours we never learnt the id of. */
+  leads: readonly string[];
   /** Provider calls made so far (charges, status queries, token requests). */
   callCount: number;
   /** When the order's first provider call started. */
   firstCallAt: Date | null;
+  /** The database's clock when the state was read. */
+  now: Date;
 }>;
 
-/** What the outcome of one processing step does to the order; written in ONE transaction. */
-export type Decision =
-  | Readonly<{ type: 'complete'; reference: string; reason: string }>
-  | Readonly<{ type: 'fail'; failure: Failure; reason: string }>
-  | Readonly<{
-      type: 'schedule';
-      delayMs: number;
-      reason: string;
-      reference?: string | undefined;
-      /** Retries ran out while the provider may have charged: from now on, a slow schedule. */
-      reconciling?: boolean;
-      /** Forget the provider reference (a status query proved that charge does not exist). */
-      clearReference?: boolean;
-    }>;
+/** A finished call: its attempt row's ticket, how the HTTP call went, and what the money rule records. */
+export type FinishedCall = Readonly<{ ticket: CallTicket; result: CallResult; fact: CallFact }>;
 
 export interface ProcessingStore {
   /** Runs `work` holding this order's lock (one processor per order at a time); 'busy' if another holds it. */
   withOrderLock<T>(orderId: string, work: () => Promise<T>): Promise<T | 'busy'>;
   load(orderId: string): Promise<ProcessingState | null>;
-  /** The order an asynchronous provider result is about, by the token in its callback URL. */
-  loadByCallbackToken(token: string): Promise<ProcessingState | null>;
   /** PENDING → PROCESSING, with its transition row. */
   markProcessing(orderId: string, reason: string): Promise<void>;
   /** The order's callback token, created on first use. */
@@ -53,147 +57,140 @@ export interface ProcessingStore {
   calls(order: PaymentOrder): ProviderCalls;
   /**
    * In ONE transaction: the call's attempt row finished, the decision applied (a terminal
-   * transition with its outbox event, or the next job), the generation moved on. Returns false
-   * when the order had moved on (another generation, or no longer PROCESSING): nothing applied.
+   * transition with its outbox event, the next job, a review opened with its event), the generation
+   * moved on. Returns false when the order had moved on (another generation, or no longer
+   * PROCESSING): nothing but the attempt row is written.
    */
-  apply(
-    order: PaymentOrder,
-    generation: number,
-    decision: Decision,
-    call?: { ticket: CallTicket; result: CallResult },
-  ): Promise<boolean>;
+  apply(order: PaymentOrder, generation: number, decision: Decision, call?: FinishedCall): Promise<boolean>;
+  /** An order no provider was ever called for fails in ONE transaction, from PENDING or PROCESSING. */
+  failUnsent(order: PaymentOrder, generation: number, failure: Failure): Promise<boolean>;
+  /**
+   * In ONE transaction, holding the order's row: reads what `judge` needs about the order the token
+   * names, records the callback with the disposition `judge` gives, and applies it (completes the
+   * order, schedules its next step at once, opens a review). null when the token names no order.
+   */
+  receiveCallback(
+    token: string,
+    callback: ProviderCallback,
+    judge: (context: Omit<CallbackContext, 'traits'>) => CallbackJudgement,
+  ): Promise<CallbackJudgement | null>;
 }
-
-export type RetryPolicy = Readonly<{
-  /** Charge/status calls before giving up on retries. */
-  maxAttempts: number;
-  baseDelayMs: number;
-  maxDelayMs: number;
-  /** The slow schedule of orders whose outcome is unknown after the retries. */
-  reconcileIntervalMs: number;
-  /** How long to wait for an asynchronous result (M-Pesa callback) before asking. */
-  pendingCheckDelayMs: (provider: string) => number;
-}>;
 
 export type ProcessDeps = Readonly<{
   store: ProcessingStore;
   providers: ReadonlyMap<string, PaymentProvider>;
-  retry: RetryPolicy;
+  policy: RetryPolicy;
   callbackUrl: (provider: string, token: string) => string;
-  random?: () => number;
 }>;
 
 export type ProcessResult = 'stale' | 'busy' | Decision['type'];
 
 /**
- * One processing step for an order: at most one charge or status call, then ONE transaction with
- * what it meant. Safe to run again at any point: a stale job (an older generation) does nothing,
- * and an attempt without a known outcome is first reconciled by a status query.
+ * One processing step for an order: at most one charge or status call — which one, the money rule
+ * decides from the order's whole call history — then ONE transaction with what it meant. Safe to
+ * run again at any point: a stale job (an older generation) does nothing, and a call whose outcome
+ * is unknown is asked about, never repeated as a fresh charge.
  */
 export async function processPaymentOrder(
   deps: ProcessDeps,
   orderId: string,
   generation: number,
 ): Promise<ProcessResult> {
-  const result = await deps.store.withOrderLock(orderId, async (): Promise<ProcessResult> => {
+  return deps.store.withOrderLock(orderId, async (): Promise<ProcessResult> => {
     const state = await deps.store.load(orderId);
     if (!state || state.generation !== generation || isTerminal(state.order)) return 'stale';
     const provider = deps.providers.get(state.order.provider);
     if (!provider) {
-      // Nothing sent yet: failing is safe. Otherwise the provider may have charged: leave the job
-      // to be retried, perhaps on an instance that has this provider.
-      if (state.order.status !== 'PENDING' || state.callCount > 0) {
-        throw new Error(`provider '${state.order.provider}' is not configured on this instance`);
-      }
+      // Nothing sent yet: failing is safe. Otherwise the provider may have charged: the order
+      // waits (perhaps for an instance that has this provider) and is flagged if it waits too long.
       const failure = {
         code: 'provider_not_configured',
         message: `Provider '${state.order.provider}' is not configured.`,
       };
-      await deps.store.markProcessing(orderId, 'picked up');
-      await deps.store.apply(state.order, generation, { type: 'fail', failure, reason: failure.message });
+      if (state.callCount === 0) {
+        await deps.store.failUnsent(state.order, generation, failure);
+        return 'fail';
+      }
+      if (state.order.status === 'PENDING') await deps.store.markProcessing(orderId, 'picked up');
+      const unknownTraits = { idempotent: false };
+      const decision = withoutProvider(
+        deps.policy,
+        stepHistory(state, { name: state.order.provider, traits: unknownTraits }),
+      );
+      await deps.store.apply(state.order, generation, decision);
+      return decision.type;
+    }
+    if (!state.order.paymentMethod && state.callCount === 0) {
+      // Accepted without one (the field is optional), but no provider can charge nothing.
+      const failure = { code: 'payment_method_required', message: 'The order has no payment method to charge.' };
+      await deps.store.failUnsent(state.order, generation, failure);
       return 'fail';
     }
     if (state.order.status === 'PENDING') await deps.store.markProcessing(orderId, `sending to ${provider.name}`);
-    if (!state.order.paymentMethod) {
-      // Accepted without one (the field is optional), but no provider can charge nothing.
-      const failure = { code: 'payment_method_required', message: 'The order has no payment method to charge.' };
-      await deps.store.apply(state.order, generation, { type: 'fail', failure, reason: failure.message });
-      return 'fail';
-    }
 
-    const request = await chargeRequest(deps, state, provider);
+    const history = stepHistory(state, provider);
+    const next = nextCall(deps.policy, history);
+    if (next.type === 'settled') {
+      await deps.store.apply(state.order, generation, next.decision);
+      return next.decision.type;
+    }
+    const request = await chargeRequest(deps, state, provider, next.type === 'status' ? next.reference : null);
     const calls = deps.store.calls(state.order);
-    const asking = mustAskFirst(state.lastCall);
-    const answer = asking ? await provider.status(request, calls) : await provider.charge(request, calls);
-    const decision = answer
-      ? decide(deps, state, answer, asking ? 'status' : 'charge')
-      : waitForCallback(deps, provider.name);
-    await deps.store.apply(
-      state.order,
-      generation,
-      decision,
-      answer ? { ticket: answer.ticket, result: answer.call } : undefined,
-    );
+    const kind = next.type === 'charge' ? 'charge' : 'status';
+    const answer =
+      next.type === 'charge'
+        ? await provider.charge(request, calls)
+        : next.type === 'status'
+          ? await provider.status(request, calls)
+          : null;
+    const step: StepAnswer | null = answer
+      ? { kind, outcome: answer.outcome, askedAbout: request.providerReference, startedAt: answer.ticket.startedAt }
+      : null;
+    const decision = decide(deps.policy, history, step);
+    const finished = answer && step ? { ticket: answer.ticket, result: answer.call, fact: callFact(step) } : undefined;
+    await deps.store.apply(state.order, generation, decision, finished);
     return decision.type;
   });
-  return result;
 }
 
-/** `paid_after_failure`: a success for an order already FAILED — money moved; people must look. */
-export type CallbackResult = 'applied' | 'ignored' | 'unknown_order' | 'paid_after_failure';
+export type CallbackResult = Readonly<{ known: boolean; disposition: CallbackDisposition | null }>;
 
 /**
- * A provider's asynchronous result (the M-Pesa STK callback), for the order its URL names. Applied
- * in one transaction like any other outcome; a duplicate or late callback (the order is already
- * terminal, or has moved on) changes nothing.
+ * A provider's asynchronous result (the M-Pesa STK callback), for the order its URL names: recorded
+ * as evidence and judged (callback-evidence.ts) in one transaction. A duplicate or late callback
+ * changes nothing; one that contradicts a terminal order raises a review.
  */
-export async function applyProviderCallback(
-  store: ProcessingStore,
+export async function receiveProviderCallback(
+  deps: Pick<ProcessDeps, 'store' | 'providers'>,
   token: string,
-  reference: string,
-  outcome: ProviderOutcome,
+  callback: ProviderCallback,
 ): Promise<CallbackResult> {
-  // A processing step may commit between our read and our write (the generation moves on): read
-  // again and retry, so a callback is never acknowledged without being applied.
-  for (let tries = 0; tries < 5; tries++) {
-    const state = await store.loadByCallbackToken(token);
-    if (!state) return 'unknown_order';
-    const { order } = state;
-    if (order.status === 'FAILED' && outcome.kind === 'succeeded') return 'paid_after_failure';
-    if (order.status !== 'PROCESSING') return 'ignored';
-    const tracked = order.providerReference === null || order.providerReference === reference;
-    let decision: Decision;
-    if (outcome.kind === 'succeeded') {
-      // Money moved, whichever of this order's pushes it was: the order is paid.
-      decision = { type: 'complete', reference: outcome.reference, reason: 'callback: succeeded' };
-    } else if (outcome.kind === 'declined' && tracked) {
-      decision = {
-        type: 'fail',
-        failure: { code: outcome.code, message: outcome.message },
-        reason: `callback: declined (${outcome.code})`,
-      };
-    } else {
-      // A decline of an older push, or a non-final answer: the order goes on as it is.
-      return tracked ? 'ignored' : 'unknown_order';
-    }
-    if (await store.apply(order, state.generation, decision)) return 'applied';
-  }
-  throw new Error('the order kept moving while a callback was applied');
+  const provider = deps.providers.get(callback.provider);
+  const traits = provider?.traits ?? { idempotent: false };
+  const judgement = await deps.store.receiveCallback(token, callback, (context) =>
+    judgeCallback({ ...context, traits }, callback),
+  );
+  return { known: judgement !== null, disposition: judgement?.disposition ?? null };
 }
 
-/**
- * Ask before charging again when the last call's outcome is not known: it never finished (the
- * process died mid-call), it timed out, or the provider said "pending".
- */
-function mustAskFirst(last: LastCall | null): boolean {
-  if (!last) return false;
-  return last.outcome === null || last.outcome === 'unknown' || last.outcome === 'pending';
+function stepHistory(state: ProcessingState, provider: Pick<PaymentProvider, 'name' | 'traits'>): StepHistory {
+  return {
+    provider: provider.name,
+    traits: provider.traits,
+    calls: state.calls,
+    leads: state.leads,
+    callCount: state.callCount,
+    reconcilingSince: state.order.reconcilingSince,
+    underReview: state.order.review !== null,
+    now: state.now,
+  };
 }
 
 async function chargeRequest(
   deps: ProcessDeps,
   state: ProcessingState,
   provider: PaymentProvider,
+  askAbout: string | null,
 ): Promise<ChargeRequest> {
   const { order } = state;
   const token = provider.usesCallback ? (state.callbackToken ?? (await deps.store.callbackToken(order.id))) : null;
@@ -204,87 +201,10 @@ async function chargeRequest(
     paymentMethod: order.paymentMethod,
     description: order.description,
     idempotencyKey: providerIdempotencyKey(order.id),
-    providerReference: order.providerReference,
+    providerReference: askAbout,
     firstCallAt: state.firstCallAt,
     callbackUrl: token ? deps.callbackUrl(provider.name, token) : null,
   };
-}
-
-/** What a provider's answer means for the order. */
-export function decide(
-  deps: ProcessDeps,
-  state: ProcessingState,
-  answer: ProviderAnswer,
-  kind: 'charge' | 'status',
-): Decision {
-  const { outcome } = answer;
-  const calls = state.callCount + 1;
-  switch (outcome.kind) {
-    case 'succeeded':
-      return { type: 'complete', reference: outcome.reference, reason: `${kind}: succeeded` };
-    case 'declined':
-      return {
-        type: 'fail',
-        failure: { code: outcome.code, message: outcome.message },
-        reason: `${kind}: declined (${outcome.code})`,
-      };
-    case 'pending':
-      return {
-        type: 'schedule',
-        delayMs: deps.retry.pendingCheckDelayMs(state.order.provider),
-        reference: outcome.reference,
-        reason: `${kind}: pending, waiting for the provider's result`,
-      };
-    case 'not_found':
-      // Proof that nothing was charged: charging (again) is safe, at once. The old reference is
-      // forgotten, so a new push whose answer is lost is not queried under the old one.
-      return { type: 'schedule', delayMs: 0, clearReference: true, reason: 'status: no charge found, charging' };
-    case 'retry': {
-      // A status call that could not be answered leaves the charge as unknown as it was.
-      const charged = kind === 'status' ? 'unknown' : outcome.charged;
-      if (calls < deps.retry.maxAttempts && !state.order.reconcilingSince) {
-        return {
-          type: 'schedule',
-          delayMs: backoff(deps, calls, outcome.retryAfterMs),
-          reason: `${kind}: ${outcome.reason}, retrying`,
-        };
-      }
-      if (charged === 'no') {
-        return {
-          type: 'fail',
-          failure: {
-            code: 'provider_unavailable',
-            message: `The provider could not be reached after ${calls} attempts (${outcome.reason}); nothing was charged.`,
-          },
-          reason: `${kind}: ${outcome.reason}, retries exhausted`,
-        };
-      }
-      return {
-        type: 'schedule',
-        delayMs: Math.max(deps.retry.reconcileIntervalMs, outcome.retryAfterMs ?? 0),
-        reconciling: true,
-        reason: `${kind}: ${outcome.reason}; the provider may have charged, reconciling`,
-      };
-    }
-  }
-}
-
-/** Nothing to ask the provider (no reference, no idempotent query): wait for its callback. */
-function waitForCallback(deps: ProcessDeps, provider: string): Decision {
-  return {
-    type: 'schedule',
-    delayMs: Math.max(deps.retry.reconcileIntervalMs, deps.retry.pendingCheckDelayMs(provider)),
-    reconciling: true,
-    reason: 'outcome unknown and the provider cannot be asked; waiting for its callback',
-  };
-}
-
-/** Exponential backoff with "equal jitter" (half fixed, half random), at least Retry-After. */
-function backoff(deps: ProcessDeps, calls: number, retryAfterMs: number | undefined): number {
-  const exponential = Math.min(deps.retry.maxDelayMs, deps.retry.baseDelayMs * 2 ** (calls - 1));
-  const random = deps.random ?? Math.random;
-  const jittered = exponential / 2 + random() * (exponential / 2);
-  return Math.round(Math.max(jittered, retryAfterMs ?? 0));
 }
 
 function isTerminal(order: PaymentOrder): boolean {

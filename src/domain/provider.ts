@@ -1,3 +1,4 @@
+import type { ProviderTraits } from './money-rule.ts';
 import type { PaymentMethod } from './payment-order.ts';
 
 /**
@@ -23,7 +24,19 @@ export type ProviderOutcome =
 export type CallKind = 'charge' | 'status' | 'token';
 
 /** A started provider call: its attempt row and when it started. */
-export type CallTicket = Readonly<{ attemptId: string; attemptNumber: number; startedAt: Date }>;
+export type CallTicket = Readonly<{
+  attemptId: string;
+  attemptNumber: number;
+  /** The gate's grant, by the database clock: the call's recorded start. */
+  startedAt: Date;
+  /**
+   * When the request may reach its socket (performance.now(), this process): not before `sendAfter`,
+   * not after `sendBy` — or the grant is given back (`restart`). Every call leaving in the same
+   * window after its grant is what keeps the provider's view of the rate the gate's.
+   */
+  sendAfter: number;
+  sendBy: number;
+}>;
 
 /** How one HTTP call to a provider went, for its attempt row. */
 export type CallResult = Readonly<{
@@ -39,6 +52,8 @@ export type CallResult = Readonly<{
  */
 export interface ProviderCalls {
   start(kind: CallKind, idempotencyKey?: string): Promise<CallTicket>;
+  /** For a call that could not leave by `ticket.sendBy`: gives the grant back and waits for a new one, same attempt. */
+  restart(ticket: CallTicket): Promise<CallTicket>;
   /** Records the end of an auxiliary call (a token request). A charge or status call ends with the order's outcome. */
   finish(ticket: CallTicket, result: CallResult): Promise<void>;
 }
@@ -52,7 +67,10 @@ export type ChargeRequest = Readonly<{
   description: string | null;
   /** The same on every attempt for this order, so a provider that dedupes by key charges once. */
   idempotencyKey: string;
-  /** Known once a previous attempt got an answer (e.g. a Stripe PaymentIntent, an M-Pesa CheckoutRequestID). */
+  /**
+   * For a status query: the charge to ask about (a Stripe PaymentIntent, an M-Pesa
+   * CheckoutRequestID), chosen by the money rule from the call history; null: ask by idempotency key.
+   */
   providerReference: string | null;
   /** When the first call for this order started (idempotency keys expire: Stripe keeps them 24 h). */
   firstCallAt: Date | null;
@@ -66,10 +84,13 @@ export interface PaymentProvider {
   readonly name: string;
   /** Does it answer asynchronously, to a callback URL of ours (M-Pesa)? */
   readonly usesCallback: boolean;
+  /** What the money rule may assume about its calls (one charge per order, or one per call). */
+  readonly traits: ProviderTraits;
   charge(request: ChargeRequest, calls: ProviderCalls): Promise<ProviderAnswer>;
   /**
-   * What became of the charge. Returns null when there is nothing to ask (no reference to ask
-   * about and no idempotent way to ask): the caller keeps waiting for the provider's callback.
+   * What became of the charge named by `request.providerReference` (or, without one, of the
+   * order's idempotency key). Returns null when there is nothing to ask (no reference and no
+   * idempotent way to ask): the caller keeps waiting for the provider's callback.
    */
   status(request: ChargeRequest, calls: ProviderCalls): Promise<ProviderAnswer | null>;
 }

@@ -1,7 +1,8 @@
 import express, { type Express } from 'express';
 import type { Db } from '../db/connection.ts';
 import type { CreatePaymentOrderDeps } from '../domain/create-payment-order.ts';
-import type { ProcessingStore } from '../domain/process-payment-order.ts';
+import type { ProcessDeps } from '../domain/process-payment-order.ts';
+import type { ResolutionStore } from '../domain/resolve-payment-order.ts';
 import type { Logger } from '../lib/logger.ts';
 import type { EnqueueDelivery } from '../outbox/relay.ts';
 import {
@@ -12,10 +13,12 @@ import {
   notFound,
   requestLogging,
 } from './middleware.ts';
+import type { OperatorLookup } from './operator-auth.ts';
 import { callbackRoutes } from './routes/callbacks.routes.ts';
 import { eventRoutes } from './routes/events.routes.ts';
 import { healthRoutes } from './routes/health.routes.ts';
 import { type MetricsRoutesDeps, metricsRoutes } from './routes/metrics.routes.ts';
+import { operatorRoutes } from './routes/operator.routes.ts';
 import { paymentOrderRoutes } from './routes/payment-orders.routes.ts';
 import { type WebhookRoutesDeps, webhookSubscriptionRoutes } from './routes/webhook-subscriptions.routes.ts';
 
@@ -24,7 +27,9 @@ export type AppDeps = Readonly<{
   logger: Logger;
   lookupMerchant: MerchantLookup;
   createOrder: CreatePaymentOrderDeps;
-  processing: ProcessingStore;
+  processing: Pick<ProcessDeps, 'store' | 'providers'>;
+  lookupOperator: OperatorLookup;
+  resolve: ResolutionStore;
   webhooks: WebhookRoutesDeps;
   enqueueDelivery: EnqueueDelivery;
   metrics: MetricsRoutesDeps;
@@ -39,7 +44,9 @@ export function createApp(deps: AppDeps): Express {
   app.use(httpMetrics(deps.metrics.metrics));
   app.use(healthRoutes(deps.db));
   app.use(metricsRoutes(deps.metrics));
-  app.use(callbackRoutes(deps.processing));
+  app.use(callbackRoutes({ processing: deps.processing, metrics: deps.metrics.metrics }));
+  // Operator routes take their own key, so they come before the merchant authentication.
+  app.use(operatorRoutes({ lookupOperator: deps.lookupOperator, resolve: deps.resolve }));
   app.use(
     authenticate(deps.lookupMerchant),
     paymentOrderRoutes({ db: deps.db, create: deps.createOrder }),

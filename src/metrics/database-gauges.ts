@@ -1,7 +1,17 @@
 import type { PgBoss } from 'pg-boss';
 import type { Db } from '../db/connection.ts';
 import { readDatabaseFigures } from '../db/metrics.repository.ts';
+import type { ReviewReason } from '../domain/decide.ts';
 import type { Metrics } from './metrics.ts';
+
+const REVIEW_REASONS: readonly ReviewReason[] = [
+  'outcome_unknown',
+  'push_unconfirmed',
+  'unmatched_callback',
+  'paid_after_failure',
+  'second_payment',
+  'contradiction',
+];
 
 export type DatabaseGaugesDeps = Readonly<{
   db: Db;
@@ -30,6 +40,8 @@ export async function refreshDatabaseGauges(deps: DatabaseGaugesDeps): Promise<v
     metrics.outboxOldestUnrelayedSeconds.set(figures.oldestUnrelayedSeconds);
     metrics.outboxUnpublished.set(figures.unpublished);
     metrics.webhookDeliveriesPending.set(figures.deliveriesPending);
+    // Every reason is set (to 0 when none is open), so a resolved review's series drops to 0.
+    for (const reason of REVIEW_REASONS) metrics.ordersUnderReview.set({ reason }, figures.underReview[reason] ?? 0);
     for (const queue of queues) {
       metrics.queueJobs.set({ queue: queue.name, state: 'queued' }, queue.queuedCount);
       metrics.queueJobs.set({ queue: queue.name, state: 'active' }, queue.activeCount);

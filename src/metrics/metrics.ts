@@ -16,6 +16,8 @@ export type Metrics = Readonly<{
   providerCallDuration: Histogram<'provider' | 'kind'>;
   gateWait: Histogram<'provider'>;
   webhookAttempts: Counter<'result'>;
+  providerCallbacks: Counter<'provider' | 'disposition'>;
+  ordersUnderReview: Gauge<'reason'>;
   ordersInFlight: Gauge<'status'>;
   ordersReconciling: Gauge;
   outboxUnrelayed: Gauge;
@@ -70,6 +72,18 @@ export function createMetrics(options: { kafka: boolean }): Metrics {
       name: 'webhook_delivery_attempts_total',
       help: 'Webhook delivery jobs run, by result (delivered, retry, dead, disabled, cancelled, stale).',
       labelNames: ['result'],
+      registers,
+    }),
+    providerCallbacks: new Counter({
+      name: 'provider_callbacks_total',
+      help: 'Provider callbacks received for a known order, by provider and what they meant (applied, confirming, duplicate, ignored, unmatched, paid_after_failure, second_payment, contradiction).',
+      labelNames: ['provider', 'disposition'],
+      registers,
+    }),
+    ordersUnderReview: new Gauge({
+      name: 'payment_orders_under_review',
+      help: 'Orders flagged for people (database-wide), by reason: outcome_unknown, push_unconfirmed, unmatched_callback, paid_after_failure, second_payment, contradiction.',
+      labelNames: ['reason'],
       registers,
     }),
     ordersInFlight: new Gauge({

@@ -1,6 +1,16 @@
-import { request } from 'undici';
-import type { PaymentProvider, ProviderAnswer, ProviderCalls, ProviderOutcome } from '../domain/provider.ts';
+import { type Dispatcher, request } from 'undici';
+import { z } from 'zod';
+import type { ProviderCallback } from '../domain/callback-evidence.ts';
+import type {
+  ChargeRequest,
+  PaymentProvider,
+  ProviderAnswer,
+  ProviderCalls,
+  ProviderOutcome,
+} from '../domain/provider.ts';
 import { toAnswer } from './answer.ts';
+import { mpesaAmountOrThrow } from './mpesa-amounts.ts';
+import { createProviderHttp, type GatedCall } from './provider-http.ts';
 import { retryAfterMs } from './stripe.ts';
 
 export type MpesaAdapterConfig = Readonly<{
@@ -17,7 +27,7 @@ const STILL_PROCESSING = '500.001.1001';
 /** Renew the cached token this long before Daraja says it expires. */
 const TOKEN_EARLY_RENEWAL_MS = 60_000;
 
-type HttpAnswer = Readonly<{
+export type HttpAnswer = Readonly<{
   status: number;
   body: Record<string, unknown>;
   headers: Record<string, string | string[] | undefined>;
@@ -32,6 +42,8 @@ type HttpAnswer = Readonly<{
  */
 export function createMpesaAdapter(config: MpesaAdapterConfig): PaymentProvider {
   let cachedToken: { value: string; expiresAt: number } | null = null;
+  // Every request takes its gate slot once built, on a warm connection (provider-http.ts).
+  const http = createProviderHttp({ origin: new URL(config.apiUrl).origin, timeoutMs: config.timeoutMs });
 
   /** Token first (a provider call of its own, through the gate), then the call. */
   async function withToken(
@@ -39,23 +51,24 @@ export function createMpesaAdapter(config: MpesaAdapterConfig): PaymentProvider 
     call: (token: string) => Promise<ProviderAnswer>,
   ): Promise<ProviderAnswer> {
     if (!cachedToken || cachedToken.expiresAt <= Date.now()) {
-      const ticket = await calls.start('token');
-      const started = performance.now();
+      const call = http.call(calls, 'token');
       let answer: HttpAnswer;
       try {
-        answer = await send(config, 'GET', '/oauth/v1/generate?grant_type=client_credentials', {
+        answer = await send(call, config, 'GET', '/oauth/v1/generate?grant_type=client_credentials', {
           authorization: `Basic ${Buffer.from(`${config.consumerKey}:${config.consumerSecret}`).toString('base64')}`,
         });
       } catch (error) {
         // No token, no push: nothing can have been charged.
         return toAnswer(
-          ticket,
-          started,
+          await call.ticket(),
+          call.startedAt(),
           { kind: 'retry', charged: 'no', reason: `token: ${networkReason(error)}` },
           null,
           networkReason(error),
         );
       }
+      const ticket = await call.ticket();
+      const started = call.startedAt();
       const token = answer.body.access_token;
       if (answer.status !== 200 || typeof token !== 'string') {
         return toAnswer(
@@ -81,25 +94,30 @@ export function createMpesaAdapter(config: MpesaAdapterConfig): PaymentProvider 
   return {
     name: 'mpesa',
     usesCallback: true,
+    // Every STK push is a charge of its own (Daraja has no idempotency key).
+    traits: { idempotent: false },
 
-    charge: (charge, calls) =>
-      withToken(calls, (token) => {
-        if (charge.paymentMethod?.type !== 'mpesa') throw new Error(`order ${charge.orderId} has no M-Pesa phone`);
-        if (!charge.callbackUrl) throw new Error('M-Pesa needs a callback URL');
-        const fields = {
-          TransactionType: 'CustomerPayBillOnline',
-          // Daraja charges whole shillings; create-time validation guarantees amount % 100 === 0.
-          Amount: charge.amount / 100,
-          PartyA: charge.paymentMethod.phone,
-          PartyB: config.shortcode,
-          PhoneNumber: charge.paymentMethod.phone,
-          CallBackURL: charge.callbackUrl,
-          // At most 12 characters: the random end of the order id.
-          AccountReference: charge.orderId.slice(-12),
-          TransactionDesc: 'Payment',
-        };
-        return stkCall(calls, 'charge', '/mpesa/stkpush/v1/processrequest', token, fields, fromPush, fromNetworkError);
-      }),
+    async charge(charge, calls) {
+      // Built before anything is sent: an order that cannot be pushed (stored before a rule that
+      // now refuses it) is declined without a push — nothing can have been charged by it.
+      let fields: Record<string, unknown>;
+      try {
+        fields = pushFields(charge, config);
+      } catch (error) {
+        const message = `not sent: ${(error as Error).message}`;
+        const ticket = await http.call(calls, 'charge').ticket();
+        return toAnswer(
+          ticket,
+          performance.now(),
+          { kind: 'declined', code: 'request_not_sendable', message },
+          null,
+          message,
+        );
+      }
+      return withToken(calls, (token) =>
+        stkCall(calls, 'charge', '/mpesa/stkpush/v1/processrequest', token, fields, fromPush, fromNetworkError),
+      );
+    },
 
     async status(charge, calls) {
       // Without the CheckoutRequestID there is nothing to ask: wait for the callback.
@@ -129,46 +147,113 @@ export function createMpesaAdapter(config: MpesaAdapterConfig): PaymentProvider 
     interpret: (answer: HttpAnswer) => ProviderOutcome,
     onNetworkError: (error: unknown) => ProviderOutcome,
   ): Promise<ProviderAnswer> {
-    const ticket = await calls.start(kind);
-    const started = performance.now();
-    const timestamp = darajaTimestamp(new Date());
-    const body = {
-      BusinessShortCode: config.shortcode,
-      Password: password(config, timestamp),
-      Timestamp: timestamp,
-      ...fields,
+    const call = http.call(calls, kind);
+    // Signed when its grant comes (the Timestamp is the moment of the request, not of the queue).
+    const signedBody = () => {
+      const timestamp = darajaTimestamp(new Date());
+      return {
+        BusinessShortCode: config.shortcode,
+        Password: password(config, timestamp),
+        Timestamp: timestamp,
+        ...fields,
+      };
     };
     let answer: HttpAnswer;
     try {
-      answer = await send(config, 'POST', path, { authorization: `Bearer ${token}` }, body);
+      answer = await send(call, config, 'POST', path, { authorization: `Bearer ${token}` }, signedBody);
     } catch (error) {
-      return toAnswer(ticket, started, onNetworkError(error), null, networkReason(error));
+      return toAnswer(await call.ticket(), call.startedAt(), onNetworkError(error), null, networkReason(error));
     }
     if (answer.status === 401) cachedToken = null;
-    return toAnswer(ticket, started, interpret(answer), answer.status, answer.status === 200 ? null : describe(answer));
+    return toAnswer(
+      await call.ticket(),
+      call.startedAt(),
+      interpret(answer),
+      answer.status,
+      answer.status === 200 ? null : describe(answer),
+    );
   }
 }
 
-/** The STK callback Safaricom posts to our CallBackURL, as an outcome. */
-export function parseStkCallback(body: unknown): { checkoutRequestId: string; outcome: ProviderOutcome } | null {
-  const callback = (body as { Body?: { stkCallback?: Record<string, unknown> } })?.Body?.stkCallback;
-  if (!callback || typeof callback.CheckoutRequestID !== 'string') return null;
-  const resultCode = String(callback.ResultCode ?? '');
-  if (resultCode === '') return null;
-  const items =
-    (callback.CallbackMetadata as { Item?: Array<{ Name?: string; Value?: unknown }> } | undefined)?.Item ?? [];
-  const receipt = items.find((item) => item.Name === 'MpesaReceiptNumber')?.Value;
+/** The STK push request's fields for an order (Daraja's M-Pesa Express "processrequest"). */
+function pushFields(charge: ChargeRequest, config: MpesaAdapterConfig): Record<string, unknown> {
+  if (charge.paymentMethod?.type !== 'mpesa') throw new Error(`order ${charge.orderId} has no M-Pesa phone`);
+  if (!charge.callbackUrl) throw new Error('M-Pesa needs a callback URL');
   return {
-    checkoutRequestId: callback.CheckoutRequestID,
-    outcome: fromResultCode(
-      resultCode,
-      String(callback.ResultDesc ?? ''),
-      typeof receipt === 'string' ? receipt : callback.CheckoutRequestID,
-    ),
+    TransactionType: 'CustomerPayBillOnline',
+    // Daraja charges whole shillings (mpesa-amounts.ts); create refuses anything else.
+    Amount: mpesaAmountOrThrow(charge.currency, charge.amount),
+    PartyA: charge.paymentMethod.phone,
+    PartyB: config.shortcode,
+    PhoneNumber: charge.paymentMethod.phone,
+    CallBackURL: charge.callbackUrl,
+    // At most 12 characters: the random end of the order id.
+    AccountReference: charge.orderId.slice(-12),
+    TransactionDesc: 'Payment',
   };
 }
 
-/** ResultCode of a finished STK transaction: 0 is paid, anything else is a decline. */
+/**
+ * The STK callback Safaricom posts to our CallBackURL (Daraja's M-Pesa Express result), validated:
+ * Body.stkCallback with CheckoutRequestID and ResultCode; on success CallbackMetadata.Item, a list of
+ * { Name, Value } (Amount in whole shillings, MpesaReceiptNumber, TransactionDate, PhoneNumber; an
+ * item may come without a Value, e.g. Balance). Unknown fields are tolerated, as Daraja adds some.
+ */
+const stkCallbackBody = z.object({
+  Body: z.object({
+    stkCallback: z.object({
+      MerchantRequestID: z.string().max(255).optional(),
+      CheckoutRequestID: z.string().min(1).max(255),
+      ResultCode: z.union([z.number().int(), z.string().regex(/^-?\d{1,10}$/)]),
+      ResultDesc: z.string().max(1000).optional(),
+      CallbackMetadata: z
+        .object({
+          Item: z
+            .array(
+              z.object({ Name: z.string().max(100), Value: z.union([z.string().max(255), z.number()]).optional() }),
+            )
+            .max(50),
+        })
+        .optional(),
+    }),
+  }),
+});
+
+/** A callback as evidence for the order its URL names (see callback-evidence.ts); null if malformed. */
+export function parseStkCallback(body: unknown): ProviderCallback | null {
+  const parsed = stkCallbackBody.safeParse(body);
+  if (!parsed.success) return null;
+  const callback = parsed.data.Body.stkCallback;
+  const items = callback.CallbackMetadata?.Item ?? [];
+  const value = (name: string) => items.find((item) => item.Name === name)?.Value;
+  const receipt = value('MpesaReceiptNumber');
+  const phone = value('PhoneNumber');
+  const resultCode = String(callback.ResultCode);
+  const outcome = fromResultCode(resultCode, callback.ResultDesc ?? '', callback.CheckoutRequestID);
+  return {
+    provider: 'mpesa',
+    externalId: callback.CheckoutRequestID,
+    resultCode,
+    outcome: outcome.kind === 'succeeded' ? 'succeeded' : outcome.kind === 'declined' ? 'declined' : 'pending',
+    amount: shillingsToMinorUnits(value('Amount')),
+    phone: phone === undefined ? null : String(phone),
+    receipt: typeof receipt === 'string' && receipt !== '' ? receipt : null,
+    declineCode: outcome.kind === 'declined' ? outcome.code : null,
+    declineMessage: outcome.kind === 'declined' ? outcome.message : null,
+  };
+}
+
+/**
+ * Daraja's Amount (shillings, a number such as 101 or 101.00) in KES minor units, exactly (decimal
+ * digits, not floating point), or null if it is not an amount.
+ */
+function shillingsToMinorUnits(value: string | number | undefined): number | null {
+  if (value === undefined) return null;
+  const match = /^(\d{1,13})(?:\.(\d{1,2}))?$/.exec(String(value));
+  if (!match) return null;
+  return Number(match[1]) * 100 + Number((match[2] ?? '').padEnd(2, '0'));
+}
+
 /**
  * ResultCode of an STK transaction: 0 is paid; the known final failures are declines; anything
  * else (e.g. 4999, "still under processing") is not an answer yet — never a reason to fail an
@@ -192,41 +277,56 @@ function fromResultCode(code: string, description: string, reference: string): P
   return { kind: 'declined', code: name, message: description || `M-Pesa result ${code}`, reference };
 }
 
-function fromPush(answer: HttpAnswer): ProviderOutcome {
+/**
+ * Daraja's errorCodes that refuse a request before M-Pesa acts on it: "system is busy" / spike
+ * arrest, quota violation, and "unable to lock subscriber" (a transaction is already in process for
+ * the phone). Any other 5xx (500.003.1001 "internal server error", a proxy's 502/503/504) may have
+ * been acted on: the push is not sent again.
+ */
+const REFUSING_ERROR_CODES: ReadonlySet<string> = new Set(['500.003.02', '500.003.03', '500.001.1001']);
+
+/** Statuses that refuse a push before Daraja acts on it (credentials, route, method, limits). */
+const REFUSING_STATUSES: ReadonlySet<number> = new Set([401, 403, 404, 405, 413, 415, 429]);
+
+export function fromPush(answer: HttpAnswer): ProviderOutcome {
   const { status, body } = answer;
-  if (status === 200 && body.ResponseCode === '0' && typeof body.CheckoutRequestID === 'string') {
-    return { kind: 'pending', reference: body.CheckoutRequestID };
+  const responseCode = body.ResponseCode === undefined ? undefined : String(body.ResponseCode);
+  if (status === 200 && responseCode === '0') {
+    // Accepted. Without its CheckoutRequestID we cannot ask about it: as unknown as a lost answer.
+    return typeof body.CheckoutRequestID === 'string' && body.CheckoutRequestID !== ''
+      ? { kind: 'pending', reference: body.CheckoutRequestID }
+      : { kind: 'retry', charged: 'unknown', reason: 'push accepted without a CheckoutRequestID' };
   }
-  if (status === 200) {
+  if (status === 200 && responseCode !== undefined) {
+    // Daraja's own "no" to the request (a push it did not start).
     return {
       kind: 'declined',
-      code: `mpesa_response_${String(body.ResponseCode)}`,
+      code: `mpesa_response_${responseCode}`,
       message: String(body.ResponseDescription ?? 'rejected'),
     };
   }
-  if (status === 429)
+  if (status === 200) return { kind: 'retry', charged: 'unknown', reason: 'HTTP 200 without a ResponseCode' };
+  if (REFUSING_STATUSES.has(status)) {
     return {
       kind: 'retry',
       charged: 'no',
-      reason: 'HTTP 429',
-      retryAfterMs: retryAfterMs(header(answer, 'retry-after')),
-    };
-  // A 401 (token) is refused before anything happens. A 5xx carrying Daraja's own errorCode is
-  // Daraja refusing the request; a 5xx without one (a proxy's 502/503/504) may have been passed
-  // on and pushed: unknown, so the push is not sent again.
-  if (status === 401) return { kind: 'retry', charged: 'no', reason: 'HTTP 401' };
-  if (status >= 500) {
-    const darajaError = typeof body.errorCode === 'string' && /^\d{3}\.\d{3}\.\d+$/.test(body.errorCode);
-    return {
-      kind: 'retry',
-      charged: darajaError ? 'no' : 'unknown',
       reason: `HTTP ${status} ${String(body.errorCode ?? '')}`.trim(),
+      retryAfterMs: status === 429 ? retryAfterMs(header(answer, 'retry-after')) : undefined,
     };
   }
-  return { kind: 'declined', code: 'mpesa_request_invalid', message: String(body.errorMessage ?? `HTTP ${status}`) };
+  if (status === 400) {
+    // The request itself is invalid (a field, a shortcode): it was never acted on.
+    return { kind: 'declined', code: 'mpesa_request_invalid', message: String(body.errorMessage ?? 'HTTP 400') };
+  }
+  const refused = status >= 500 && typeof body.errorCode === 'string' && REFUSING_ERROR_CODES.has(body.errorCode);
+  return {
+    kind: 'retry',
+    charged: refused ? 'no' : 'unknown',
+    reason: `HTTP ${status} ${String(body.errorCode ?? '')}`.trim(),
+  };
 }
 
-function fromQuery(answer: HttpAnswer, checkoutRequestId: string): ProviderOutcome {
+export function fromQuery(answer: HttpAnswer, checkoutRequestId: string): ProviderOutcome {
   const { status, body } = answer;
   if (status === 200 && body.ResultCode !== undefined) {
     return fromResultCode(String(body.ResultCode), String(body.ResultDesc ?? ''), checkoutRequestId);
@@ -250,23 +350,28 @@ function fromNetworkError(error: unknown): ProviderOutcome {
   return { kind: 'retry', charged: neverSent ? 'no' : 'unknown', reason: networkReason(error) };
 }
 
+/** The call's one request; `body` is built when the gate grants it (and again if it must ask again). */
 async function send(
+  call: GatedCall,
   config: MpesaAdapterConfig,
   method: 'GET' | 'POST',
   path: string,
   headers: Record<string, string>,
-  body?: unknown,
+  body?: () => unknown,
 ): Promise<HttpAnswer> {
-  const response = await request(new URL(path, config.apiUrl), {
-    method,
-    headers: {
-      ...headers,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      accept: 'application/json',
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(config.timeoutMs),
-  });
+  const response = await call.send((dispatcher: Dispatcher) =>
+    request(new URL(path, config.apiUrl), {
+      dispatcher,
+      method,
+      headers: {
+        ...headers,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        accept: 'application/json',
+      },
+      body: body === undefined ? undefined : JSON.stringify(body()),
+      signal: AbortSignal.timeout(config.timeoutMs),
+    }),
+  );
   const text = await response.body.text();
   let parsed: Record<string, unknown> = {};
   try {

@@ -1,5 +1,4 @@
 import Stripe from 'stripe';
-import { fetch as undiciFetch } from 'undici';
 import type {
   ChargeRequest,
   PaymentProvider,
@@ -8,6 +7,8 @@ import type {
   ProviderOutcome,
 } from '../domain/provider.ts';
 import { toAnswer } from './answer.ts';
+import { createProviderHttp } from './provider-http.ts';
+import { stripeAmountOrThrow } from './stripe-amounts.ts';
 
 export type StripeAdapterConfig = Readonly<{
   secretKey: string;
@@ -20,16 +21,31 @@ type PaymentIntent = Stripe.PaymentIntent;
 
 /** Stripe keeps idempotency keys at least 24 hours; an hour of slack for clocks and queues. */
 const KEY_SAFE_AGE_MS = 23 * 3_600_000;
+/** Stripe's search lags new objects by "less than a minute" (docs.stripe.com/search); twice that. */
+const SEARCH_CONSISTENT_AFTER_MS = 120_000;
+
+function olderThan(at: Date | null, ms: number): boolean {
+  return at !== null && Date.now() - at.getTime() > ms;
+}
+
+/** A 5xx that Stripe replays from the idempotency key's saved result (Idempotent-Replayed: true). */
+function isReplayedServerError(error: unknown): boolean {
+  if (!(error instanceof Stripe.errors.StripeError) || (error.statusCode ?? 0) < 500) return false;
+  const replayed = error.headers?.['idempotent-replayed'];
+  return replayed === 'true' || (Array.isArray(replayed) && replayed.includes('true'));
+}
 
 /**
  * Stripe PaymentIntents through the official SDK: one `create` with `confirm: true` per charge,
  * with an Idempotency-Key derived from the order, so a retry can never charge twice (Stripe answers
  * a repeated key with the saved result). The SDK's own retries are off (we own retries and every
  * call goes through the rate gate), and it talks through undici's fetch: the SDK's Node client
- * would quietly resend once on a reset connection, behind the gate's back.
+ * would quietly resend once on a reset connection, behind the gate's back. That fetch takes the gate
+ * slot once the SDK has built the request, on a warm connection (provider-http.ts).
  */
 export function createStripeAdapter(config: StripeAdapterConfig): PaymentProvider {
   const url = new URL(config.apiUrl);
+  const http = createProviderHttp({ origin: url.origin, timeoutMs: config.timeoutMs });
   const stripe = new Stripe(config.secretKey, {
     host: url.hostname,
     port: url.port || (url.protocol === 'https:' ? 443 : 80),
@@ -37,7 +53,7 @@ export function createStripeAdapter(config: StripeAdapterConfig): PaymentProvide
     maxNetworkRetries: 0,
     timeout: config.timeoutMs,
     telemetry: false,
-    httpClient: Stripe.createFetchHttpClient(undiciFetch as unknown as typeof fetch),
+    httpClient: Stripe.createFetchHttpClient(http.fetch),
   });
 
   async function create(
@@ -45,53 +61,136 @@ export function createStripeAdapter(config: StripeAdapterConfig): PaymentProvide
     calls: ProviderCalls,
     kind: 'charge' | 'status',
   ): Promise<ProviderAnswer> {
-    const ticket = await calls.start(kind, request.idempotencyKey);
-    const started = performance.now();
+    let params: Stripe.PaymentIntentCreateParams;
     try {
-      const intent = await stripe.paymentIntents.create(chargeParams(request), {
-        idempotencyKey: request.idempotencyKey,
-      });
-      return toAnswer(ticket, started, fromIntent(intent), intent.lastResponse?.statusCode ?? 200);
+      params = chargeParams(request);
     } catch (error) {
-      return toAnswer(ticket, started, fromError(error), statusOf(error), errorText(error));
+      return unsendable(request, calls, kind, error);
+    }
+    const call = http.call(calls, kind, request.idempotencyKey);
+    try {
+      const intent = await call.run(() =>
+        stripe.paymentIntents.create(params, { idempotencyKey: request.idempotencyKey }),
+      );
+      return toAnswer(
+        await call.ticket(),
+        call.startedAt(),
+        fromIntent(intent),
+        intent.lastResponse?.statusCode ?? 200,
+      );
+    } catch (error) {
+      const answer = toAnswer(
+        await call.ticket(),
+        call.startedAt(),
+        fromError(error, kind),
+        statusOf(error),
+        errorText(error),
+      );
+      if (kind === 'status' && isReplayedServerError(error)) {
+        // Stripe saves a request's result under its key even when it is a 500 it hit while
+        // executing, and replays it for 24 h: asking by key will never tell. Search instead.
+        await calls.finish(answer.ticket, answer.call);
+        return search(request, calls, olderThan(request.firstCallAt, SEARCH_CONSISTENT_AFTER_MS));
+      }
+      return answer;
     }
   }
 
-  /** The order's PaymentIntent by metadata[order_id] (Stripe's search; fully consistent after ~1 min). */
-  async function search(request: ChargeRequest, calls: ProviderCalls): Promise<ProviderAnswer> {
-    const ticket = await calls.start('status');
-    const started = performance.now();
+  /**
+   * A request that cannot be built (an order stored before a rule that now refuses it): nothing is
+   * sent. For a charge that is a decline — nothing can have been charged by it; for a status query
+   * it is no answer (an earlier create, built under the old rule, may have charged).
+   */
+  async function unsendable(
+    request: ChargeRequest,
+    calls: ProviderCalls,
+    kind: 'charge' | 'status',
+    error: unknown,
+  ): Promise<ProviderAnswer> {
+    const message = `not sent: ${(error as Error)?.message ?? String(error)}`;
+    const ticket = await http.call(calls, kind, request.idempotencyKey).ticket();
+    const outcome: ProviderOutcome =
+      kind === 'charge'
+        ? { kind: 'declined', code: 'request_not_sendable', message }
+        : { kind: 'retry', charged: 'unknown', reason: message };
+    return toAnswer(ticket, performance.now(), outcome, null, message);
+  }
+
+  /**
+   * The order's PaymentIntents by metadata[order_id] (Stripe's search). A success among them is the
+   * answer; then one still in progress; "not found" only when there is none at all — and, since a
+   * search shows a new PaymentIntent only within about a minute, only as proof (`notFoundIsProof`)
+   * for calls old enough; otherwise it is no answer yet.
+   */
+  async function search(
+    request: ChargeRequest,
+    calls: ProviderCalls,
+    notFoundIsProof: boolean,
+  ): Promise<ProviderAnswer> {
+    const call = http.call(calls, 'status');
     try {
-      const found = await stripe.paymentIntents.search({ query: `metadata['order_id']:'${request.orderId}'` });
-      const intent = found.data[0];
-      const outcome: ProviderOutcome = intent ? fromIntent(intent) : { kind: 'not_found' };
-      return toAnswer(ticket, started, outcome, found.lastResponse?.statusCode ?? 200);
+      const found = await call.run(() =>
+        stripe.paymentIntents.search({ query: `metadata['order_id']:'${request.orderId}'` }),
+      );
+      const outcomes = found.data.map(fromIntent);
+      const none: ProviderOutcome = notFoundIsProof
+        ? { kind: 'not_found' }
+        : {
+            kind: 'retry',
+            charged: 'unknown',
+            reason: 'search: nothing yet (search lags new PaymentIntents by up to a minute)',
+          };
+      const outcome: ProviderOutcome =
+        outcomes.find((o) => o.kind === 'succeeded') ??
+        outcomes.find((o) => o.kind === 'pending') ??
+        outcomes[0] ??
+        none;
+      return toAnswer(await call.ticket(), call.startedAt(), outcome, found.lastResponse?.statusCode ?? 200);
     } catch (error) {
-      return toAnswer(ticket, started, fromError(error), statusOf(error), errorText(error));
+      return toAnswer(
+        await call.ticket(),
+        call.startedAt(),
+        fromError(error, 'status'),
+        statusOf(error),
+        errorText(error),
+      );
     }
   }
 
   return {
     name: 'stripe',
     usesCallback: false,
+    // One Idempotency-Key per order: every create for it is the same PaymentIntent.
+    traits: { idempotent: true },
     charge: (request, calls) => create(request, calls, 'charge'),
     async status(request, calls) {
       // Without the PaymentIntent's id, Stripe's way to ask is the same request with the same
       // idempotency key: it answers the saved result, or runs the charge if it never ran. Stripe
       // keeps keys 24 h; past that the same request could charge again, so we search instead.
+      // With the id we only ever retrieve it: a failed retrieve is asked again, never turned into
+      // a fresh create (which, past the key window, could charge a second time).
       if (!request.providerReference) {
-        const keyMayHaveExpired =
-          request.firstCallAt !== null && Date.now() - request.firstCallAt.getTime() > KEY_SAFE_AGE_MS;
-        return keyMayHaveExpired ? search(request, calls) : create(request, calls, 'status');
+        const keyMayHaveExpired = olderThan(request.firstCallAt, KEY_SAFE_AGE_MS);
+        return keyMayHaveExpired ? search(request, calls, true) : create(request, calls, 'status');
       }
-      const ticket = await calls.start('status');
-      const started = performance.now();
+      const call = http.call(calls, 'status');
+      const id = request.providerReference;
       try {
-        const intent = await stripe.paymentIntents.retrieve(request.providerReference);
-        return toAnswer(ticket, started, fromIntent(intent), intent.lastResponse?.statusCode ?? 200);
+        const intent = await call.run(() => stripe.paymentIntents.retrieve(id));
+        return toAnswer(
+          await call.ticket(),
+          call.startedAt(),
+          fromIntent(intent),
+          intent.lastResponse?.statusCode ?? 200,
+        );
       } catch (error) {
-        const outcome: ProviderOutcome = statusOf(error) === 404 ? { kind: 'not_found' } : fromError(error);
-        return toAnswer(ticket, started, outcome, statusOf(error), errorText(error));
+        // A 404 for an id Stripe gave us is not "no charge": the key or account changed, or Stripe
+        // is wrong. Proof that nothing was charged must not rest on it: no answer, ask again.
+        const outcome: ProviderOutcome =
+          statusOf(error) === 404
+            ? { kind: 'retry', charged: 'unknown', reason: 'invalid_request_error 404 for a known PaymentIntent' }
+            : fromError(error, 'status');
+        return toAnswer(await call.ticket(), call.startedAt(), outcome, statusOf(error), errorText(error));
       }
     },
   };
@@ -103,7 +202,9 @@ function chargeParams(request: ChargeRequest): Stripe.PaymentIntentCreateParams 
     throw new Error(`order ${request.orderId} has no card payment method`);
   }
   return {
-    amount: request.amount,
+    // ISO minor units to Stripe's (MGA ÷ 100, ISK and UGX × 100): see stripe-amounts.ts. Create
+    // refuses what cannot convert; an order stored before that rule throws here, unsent.
+    amount: stripeAmountOrThrow(request.currency, request.amount),
     currency: request.currency.toLowerCase(),
     payment_method: request.paymentMethod.token,
     // Confirmed server-side with no customer present: no redirect-based methods, so no return_url.
@@ -115,7 +216,7 @@ function chargeParams(request: ChargeRequest): Stripe.PaymentIntentCreateParams 
 }
 
 /** A PaymentIntent's status, as an outcome. */
-function fromIntent(intent: PaymentIntent): ProviderOutcome {
+export function fromIntent(intent: Pick<PaymentIntent, 'id' | 'status' | 'last_payment_error'>): ProviderOutcome {
   switch (intent.status) {
     case 'succeeded':
       return { kind: 'succeeded', reference: intent.id };
@@ -144,8 +245,13 @@ function fromIntent(intent: PaymentIntent): ProviderOutcome {
   }
 }
 
-/** A Stripe error, as an outcome (see https://docs.stripe.com/error-handling). */
-function fromError(error: unknown): ProviderOutcome {
+/**
+ * A Stripe error, as an outcome (see https://docs.stripe.com/error-handling). On a status query
+ * only an answer about the PaymentIntent itself is conclusive (a replayed card decline): a request
+ * refused for itself (an invalid request: a bad API version, a restricted account) says nothing
+ * about the charge, whereas for a charge it means nothing was created.
+ */
+export function fromError(error: unknown, kind: 'charge' | 'status'): ProviderOutcome {
   if (!(error instanceof Stripe.errors.StripeError)) {
     return { kind: 'retry', charged: 'unknown', reason: `unexpected error: ${(error as Error)?.message ?? error}` };
   }
@@ -174,6 +280,8 @@ function fromError(error: unknown): ProviderOutcome {
     return { kind: 'retry', charged: 'unknown', reason };
   }
   if (error instanceof Stripe.errors.StripeInvalidRequestError) {
+    if (kind === 'status')
+      return { kind: 'retry', charged: 'unknown', reason: `${reason}: ${error.code ?? 'invalid_request'}` };
     return { kind: 'declined', code: error.code ?? 'invalid_request', message: error.message };
   }
   // 5xx (StripeAPIError) and anything else: Stripe may have processed it.

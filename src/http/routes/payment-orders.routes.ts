@@ -2,6 +2,7 @@ import { Router } from 'express';
 import type { Db } from '../../db/connection.ts';
 import { findOrder, listOrders, listTransitions } from '../../db/payment-orders.repository.ts';
 import { listAttempts } from '../../db/provider-attempts.repository.ts';
+import { listReviews } from '../../db/reviews.repository.ts';
 import {
   type CreatePaymentOrderDeps,
   createPaymentOrder,
@@ -68,11 +69,12 @@ export function paymentOrderRoutes(deps: PaymentOrderRoutesDeps): Router {
     const id = String(req.params.id);
     const order = orderIdParam.safeParse(id).success ? await findOrder(deps.db, merchantId, id) : null;
     if (!order) throw new NotFoundError('payment order', id);
-    const [history, attempts] = await Promise.all([
+    const [history, attempts, reviews] = await Promise.all([
       listTransitions(deps.db, order.id),
       listAttempts(deps.db, order.id),
+      listReviews(deps.db, order.id),
     ]);
-    res.json(orderDetailJson(order, history, attempts));
+    res.json(orderDetailJson(order, history, attempts, reviews));
   });
 
   router.get('/payment-orders', async (req, res) => {

@@ -18,7 +18,11 @@ import { checkWebhookUrl, type UrlPolicy } from '../../webhooks/url-policy.ts';
 import { jsonBody } from '../middleware.ts';
 import { HttpError, validationProblem } from '../problem.ts';
 
-export const EVENT_TYPES = ['payment_order.completed', 'payment_order.failed'] as const;
+export const EVENT_TYPES = [
+  'payment_order.completed',
+  'payment_order.failed',
+  'payment_order.review_required',
+] as const;
 
 const createBody = z.strictObject({
   url: z.string().min(1).max(2048),
