@@ -1,6 +1,7 @@
 import type { Reply } from './http.ts';
 import type { Ledger } from './ledger.ts';
 import type { RequestRecord } from './request-log.ts';
+import { SCRIPTED_OUTCOMES, type Scripts } from './scripts.ts';
 import { type Switches, SwitchesError } from './switches.ts';
 
 export type AdminDependencies = Readonly<{
@@ -10,12 +11,13 @@ export type AdminDependencies = Readonly<{
   reset(): void;
   ledger: Ledger;
   requests(): RequestRecord[];
+  scripts: Scripts;
 }>;
 
 /**
  * The admin API, for tests and humans; never subject to faults or latency:
  * GET|POST /__admin/switches, POST /__admin/reset, GET /__admin/ledger[?orderId=&id=&provider=],
- * GET /__admin/requests.
+ * GET /__admin/requests, POST /__admin/scripts { key, outcomes } (scripts.ts), GET /__admin/scripts.
  */
 export function handleAdmin(method: string, url: URL, body: string, deps: AdminDependencies): Reply {
   const route = `${method} ${url.pathname}`;
@@ -31,6 +33,10 @@ export function handleAdmin(method: string, url: URL, body: string, deps: AdminD
       return { status: 200, body: { entries: deps.ledger.list(ledgerFilter(url.searchParams)) } };
     case 'GET /__admin/requests':
       return { status: 200, body: { requests: deps.requests() } };
+    case 'POST /__admin/scripts':
+      return setScript(body, deps);
+    case 'GET /__admin/scripts':
+      return { status: 200, body: { used: deps.scripts.used() } };
     default:
       return { status: 404, body: { error: `no admin route ${route}` } };
   }
@@ -46,6 +52,26 @@ function updateSwitches(body: string, deps: AdminDependencies): Reply {
     }
     throw error;
   }
+}
+
+function setScript(body: string, deps: AdminDependencies): Reply {
+  let parsed: { key?: unknown; outcomes?: unknown };
+  try {
+    parsed = JSON.parse(body || '{}');
+  } catch (error) {
+    return { status: 400, body: { error: (error as Error).message } };
+  }
+  const outcomes = parsed.outcomes;
+  const valid =
+    typeof parsed.key === 'string' &&
+    parsed.key !== '' &&
+    Array.isArray(outcomes) &&
+    outcomes.every((o) => (SCRIPTED_OUTCOMES as readonly unknown[]).includes(o));
+  if (!valid) {
+    return { status: 400, body: { error: `expected { key, outcomes: [${SCRIPTED_OUTCOMES.join(' | ')}] }` } };
+  }
+  deps.scripts.set(parsed.key as string, outcomes as never);
+  return { status: 200, body: { key: parsed.key, outcomes } };
 }
 
 function ledgerFilter(query: URLSearchParams): { orderId?: string; id?: string; provider?: string } {

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type { Fault } from './switches.ts';
+import type { Directive } from './scripts.ts';
+import type { Fault, Switches } from './switches.ts';
 
 export type Provider = 'stripe' | 'mpesa';
 export type RequestKind = 'charge' | 'status' | 'token' | 'query';
@@ -24,6 +25,10 @@ export type HandlerContext = Readonly<{
    * a handler calls it itself to choose what happens during it (Stripe holds its idempotency lock).
    */
   pause(): Promise<void>;
+  /** A scripted outcome for this request (scripts.ts): what to do where the provider may choose. */
+  directive: Directive;
+  /** Act on the request, then answer it with a 500 (a fault after processing). */
+  serverErrorAfterProcessing: boolean;
 }>;
 
 export type Route = Readonly<{
@@ -43,9 +48,13 @@ export type ProviderApi = Readonly<{
   /** Headers on every response (Stripe: Request-Id). */
   headers(requestId: string): Record<string, string>;
   /** The answer to a request that got an error or rate-limit fault, in the provider's own shape. */
-  faultReply(fault: Extract<Fault, 'error' | 'rate_limit'>, requestId: string, retryAfterSeconds: number): Reply;
+  faultReply(fault: Extract<Fault, 'error' | 'rate_limit'>, requestId: string, switches: Readonly<Switches>): Reply;
   /** A path under the prefixes that no route serves. */
   notFound(method: string, path: string, requestId: string): Reply;
+  /** The answer to a request whose credentials are refused (401), in the provider's own shape. */
+  unauthorized(requestId: string): Reply;
+  /** What a request carries that a script may be keyed by (scripts.ts): order id, description, phone. */
+  scriptKeysOf(request: SandboxRequest): Array<string | null | undefined>;
   /** Forgets every payment, key and pending callback (tokens stay valid). */
   reset(): void;
 }>;

@@ -23,9 +23,11 @@ type StkResult = Readonly<{ code: number; description: string }>;
 const SUCCESS: StkResult = { code: 0, description: 'The service request is processed successfully.' };
 const INSUFFICIENT_BALANCE: StkResult = { code: 1, description: 'The balance is insufficient for the transaction' };
 
+const CANCELLED: StkResult = { code: 1032, description: 'Request cancelled by user' };
+
 // The outcome of a push is chosen by the phone number's last digits, so tests can ask for each one.
 const RESULTS_BY_PHONE_SUFFIX: ReadonlyArray<readonly [string, StkResult]> = [
-  ['1032', { code: 1032, description: 'Request cancelled by user' }],
+  ['1032', CANCELLED],
   ['0001', INSUFFICIENT_BALANCE],
   ['1037', { code: 1037, description: 'DS timeout user cannot be reached' }],
 ];
@@ -34,10 +36,14 @@ const RESULTS_BY_PHONE_SUFFIX: ReadonlyArray<readonly [string, StkResult]> = [
 const CALLBACK_TIMEOUT_MS = 5000;
 
 type StkPush = {
+  /** Scripted 'pending': the customer has not answered; it settles when a query settles it. */
+  held: boolean;
   merchantRequestId: string;
   checkoutRequestId: string;
   amount: number;
   phone: string;
+  /** AccountReference: the order id's last 12 characters. */
+  reference: string;
   callbackUrl: string;
   result: StkResult;
   settled: boolean;
@@ -73,7 +79,7 @@ export function createMpesaApi(deps: MpesaDependencies): ProviderApi {
     return darajaError(401, requestId, '404.001.03', 'Invalid Access Token');
   }
 
-  function stkPush(request: SandboxRequest, { requestId }: HandlerContext): Reply {
+  function stkPush(request: SandboxRequest, { requestId, directive }: HandlerContext): Reply {
     const refused = checkToken(request, requestId);
     if (refused) return refused;
     const body = parseJsonObject(request.body);
@@ -81,14 +87,23 @@ export function createMpesaApi(deps: MpesaDependencies): ProviderApi {
     const switches = deps.switches();
     const params = readPushParams(body, switches.mpesaPasskey);
     if (typeof params === 'string') return badRequest(requestId, `Bad Request - Invalid ${params}`);
+    // Scripted: Daraja refuses the request (no push is made).
+    if (directive === 'not_found') return badRequest(requestId, 'Bad Request - Invalid PhoneNumber');
 
     const push: StkPush = {
+      held: directive === 'pending',
       merchantRequestId: darajaRequestId(),
       checkoutRequestId: uniqueCheckoutRequestId(),
       amount: params.amount,
       phone: params.phone,
+      reference: params.reference,
       callbackUrl: params.callbackUrl,
-      result: resultFor(params.phone, deps.random() < switches.declineRate),
+      result:
+        directive === 'success'
+          ? SUCCESS
+          : directive === 'decline'
+            ? CANCELLED
+            : resultFor(params.phone, deps.random() < switches.declineRate),
       settled: false,
       receipt: null,
       transactionDate: null,
@@ -106,7 +121,7 @@ export function createMpesaApi(deps: MpesaDependencies): ProviderApi {
       settledAt: null,
       callbacks: [],
     });
-    scheduleOutcome(push, switches);
+    if (!push.held) scheduleOutcome(push, switches);
     const accepted = 'Success. Request accepted for processing';
     return {
       status: 200,
@@ -177,7 +192,7 @@ export function createMpesaApi(deps: MpesaDependencies): ProviderApi {
     }
   }
 
-  function stkQuery(request: SandboxRequest, { requestId }: HandlerContext): Reply {
+  function stkQuery(request: SandboxRequest, { requestId, directive }: HandlerContext): Reply {
     const refused = checkToken(request, requestId);
     if (refused) return refused;
     const body = parseJsonObject(request.body);
@@ -186,6 +201,15 @@ export function createMpesaApi(deps: MpesaDependencies): ProviderApi {
     if (invalid) return badRequest(requestId, `Bad Request - Invalid ${invalid}`);
     const push = typeof body.CheckoutRequestID === 'string' ? pushes.get(body.CheckoutRequestID) : undefined;
     if (!push) return badRequest(requestId, 'Bad Request - Invalid CheckoutRequestID');
+    if (push.held && directive !== 'pending') {
+      // A held push settles now: as scripted, or paid when nothing is; its callback follows.
+      push.held = false;
+      if (directive === 'decline') push.result = CANCELLED;
+      else push.result = SUCCESS;
+      settle(push);
+      const mode = deps.switches().mpesaCallback;
+      if (mode === 'normal' || mode === 'duplicate') deps.scheduler.after(0, (signal) => deliverCallback(push, signal));
+    }
     if (!push.settled) return darajaError(500, requestId, '500.001.1001', 'The transaction is being processed');
     return {
       status: 200,
@@ -211,14 +235,26 @@ export function createMpesaApi(deps: MpesaDependencies): ProviderApi {
     ],
     newRequestId: darajaRequestId,
     headers: () => ({}),
-    faultReply: (fault, requestId, retryAfterSeconds) =>
+    faultReply: (fault, requestId, { retryAfterSeconds, mpesaErrorCode }) =>
       fault === 'error'
-        ? darajaError(500, requestId, '500.003.02', 'Internal Server Error')
+        ? darajaError(
+            500,
+            requestId,
+            mpesaErrorCode,
+            mpesaErrorCode === '500.003.1001' ? 'Internal Server Error' : 'System is busy',
+          )
         : {
             ...darajaError(429, requestId, '500.003.03', 'Error Occured: Spike Arrest Violation'),
             headers: { 'Retry-After': String(retryAfterSeconds) },
           },
     notFound: (_method, _path, requestId) => darajaError(404, requestId, '404.001.01', 'Resource not found'),
+    unauthorized: (requestId) => darajaError(401, requestId, '404.001.03', 'Invalid Access Token'),
+    scriptKeysOf: (request) => {
+      const body = parseJsonObject(request.body);
+      if (body?.AccountReference !== undefined) return [String(body.PhoneNumber ?? ''), String(body.AccountReference)];
+      const push = typeof body?.CheckoutRequestID === 'string' ? pushes.get(body.CheckoutRequestID) : undefined;
+      return [push?.phone, push?.reference];
+    },
     reset: () => pushes.clear(),
   };
 }

@@ -2,16 +2,19 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import { handleAdmin } from './admin.ts';
+import { shapeConnections } from './connections.ts';
 import { BodyTooLargeError, findRoute, type ProviderApi, type Reply, readBody, sendJson } from './http.ts';
 import { Ledger, type LedgerEntry } from './ledger.ts';
 import { createMpesaApi } from './mpesa.ts';
 import { RequestLog, type RequestRecord } from './request-log.ts';
 import { Scheduler } from './scheduler.ts';
+import { type Directive, type ScriptedOutcome, Scripts, type ScriptUse } from './scripts.ts';
 import { createStripeApi } from './stripe.ts';
 import { DEFAULT_SWITCHES, type Fault, mergeSwitches, type Switches, takeFault } from './switches.ts';
 
 export type { LedgerEntry } from './ledger.ts';
 export type { RequestRecord } from './request-log.ts';
+export type { ScriptedOutcome, ScriptUse } from './scripts.ts';
 export type { Switches } from './switches.ts';
 
 export type SandboxOptions = {
@@ -31,6 +34,14 @@ export type Sandbox = {
   requests(): RequestRecord[];
   /** Merges switches; throws on an invalid or unknown one. */
   setSwitches(switches: Partial<Switches>): void;
+  /** The outcomes of a payment's next provider requests, by a key they carry (scripts.ts). */
+  script(key: string, outcomes: readonly ScriptedOutcome[]): void;
+  /** What is still scripted under a key. */
+  scripted(key: string): ScriptedOutcome[];
+  /** Every scripted outcome taken so far, in order. */
+  scriptsUsed(): ScriptUse[];
+  /** Drops the next scripted outcome under a key, if it is `expected`, without a request. */
+  skipScripted(key: string, expected: ScriptedOutcome): boolean;
   /** Default switches, an empty ledger and request log, no pending callbacks. */
   reset(): void;
   /** Closes every connection (held ones too) and cancels pending callbacks. */
@@ -46,6 +57,7 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
   let switches = mergeSwitches(DEFAULT_SWITCHES, options.switches ?? {});
   const ledger = new Ledger();
   const requestLog = new RequestLog();
+  const scripts = new Scripts();
   const scheduler = new Scheduler((error) => log({ msg: 'sandbox task failed', error: String(error) }));
   const stopping = new AbortController();
   const providerDeps = { ledger, switches: () => switches, random: Math.random };
@@ -61,10 +73,11 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     switches = mergeSwitches(DEFAULT_SWITCHES, {});
     ledger.clear();
     requestLog.clear();
+    scripts.clear();
     scheduler.cancelAll();
     for (const api of apis) api.reset();
   };
-  const admin = { switches: () => switches, setSwitches, reset, ledger, requests: () => requestLog.list() };
+  const admin = { switches: () => switches, setSwitches, reset, ledger, requests: () => requestLog.list(), scripts };
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const method = request.method ?? 'GET';
@@ -95,6 +108,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       kind: found.route.kind,
       fault: null,
       status: null,
+      connection: connectionOf(request.socket),
+      idempotencyKey: request.headers['idempotency-key']?.toString() ?? null,
     });
     const fault = takeFault(switches, url.pathname);
     record.fault = fault;
@@ -107,19 +122,44 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     }
 
     const body = await readBody(request);
+    const sandboxRequest = { method, url, headers: request.headers, body, params: found.params };
+    const scripted = fault === null ? scripts.take(api.scriptKeysOf(sandboxRequest), url.pathname) : null;
+    record.scripted = scripted;
+    if (scripted === 'timeout' || scripted === 'refused') {
+      // timeout: never answered, never acted on. refused: a connection cannot be refused once it
+      // is open (tests refuse connections in front of the sandbox); the nearest is cutting it unanswered.
+      if (scripted === 'refused') request.socket.destroy();
+      log({ ...logLine, scripted });
+      return;
+    }
     let paused: Promise<void> | undefined;
     const pause = () => {
       paused ??= switches.latencyMs > 0 ? delay(switches.latencyMs, undefined, { signal: stopping.signal }) : undefined;
       return paused ?? Promise.resolve();
     };
-    const reply: Reply = isRefusal(fault)
-      ? api.faultReply(fault, requestId, switches.retryAfterSeconds)
-      : await found.route.handle(
-          { method, url, headers: request.headers, body, params: found.params },
-          { requestId, pause },
-        );
+    const serverError = fault === 'error' || scripted === '5xx';
+    const afterProcessing = serverError && api.provider === 'stripe' && switches.stripeErrorsAfterProcessing;
+    const refusal = afterProcessing
+      ? null
+      : isRefusal(fault)
+        ? fault
+        : scripted === '5xx'
+          ? 'error'
+          : scripted === '429'
+            ? 'rate_limit'
+            : null;
+    const reply: Reply = refusal
+      ? api.faultReply(refusal, requestId, switches)
+      : scripted === '401'
+        ? api.unauthorized(requestId)
+        : await found.route.handle(sandboxRequest, {
+            requestId,
+            pause,
+            directive: directiveOf(scripted),
+            serverErrorAfterProcessing: afterProcessing,
+          });
     await pause();
-    if (fault === 'lost') {
+    if (fault === 'lost' || scripted === 'lost') {
       // Processed in full (a charge is in the ledger, an idempotent result saved), never answered.
       request.socket.destroy();
       log(logLine);
@@ -142,6 +182,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       else sendJson(response, { status: 500, body: { error: 'the sandbox failed; see its log' } });
     });
   });
+
+  const connectionOf = shapeConnections(server, () => switches);
 
   const host = options.host ?? '127.0.0.1';
   await new Promise<void>((resolve, reject) => {
@@ -170,9 +212,21 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
     ledger: () => ledger.list(),
     requests: () => requestLog.list(),
     setSwitches,
+    script: (key, outcomes) => scripts.set(key, outcomes),
+    scripted: (key) => scripts.pending(key),
+    scriptsUsed: () => scripts.used(),
+    skipScripted: (key, expected) => scripts.skip(key, expected),
     reset,
     stop,
   };
+}
+
+/** What a scripted outcome asks of the provider's handler (a lost answer is acted on as usual). */
+function directiveOf(scripted: ScriptedOutcome | null): Directive {
+  if (scripted === 'success' || scripted === 'decline' || scripted === 'pending' || scripted === 'not_found') {
+    return scripted;
+  }
+  return null;
 }
 
 function isRefusal(fault: Fault | null): fault is 'error' | 'rate_limit' {

@@ -2,6 +2,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { authorization, type HandlerContext, type ProviderApi, type Reply, type SandboxRequest } from './http.ts';
 import { stripeId, stripeRequestId } from './ids.ts';
 import type { Ledger } from './ledger.ts';
+import type { Directive } from './scripts.ts';
 import { FormError, parseStripeForm } from './stripe-form.ts';
 import type { Switches } from './switches.ts';
 
@@ -35,7 +36,7 @@ type PaymentIntent = {
   metadata: Record<string, string>;
   payment_method: string | null;
   payment_method_types: string[];
-  status: 'requires_payment_method' | 'requires_confirmation' | 'succeeded';
+  status: 'requires_payment_method' | 'requires_confirmation' | 'processing' | 'succeeded';
 };
 
 type CreateParams = Readonly<{
@@ -89,7 +90,7 @@ export function createStripeApi(deps: StripeDependencies): ProviderApi {
       throw error;
     }
     const key = singleHeader(request.headers['idempotency-key']);
-    if (key === null) return createFromParams(params, null).reply;
+    if (key === null) return createFromParams(params, null, context.directive).reply;
 
     const endpoint = `${request.method} ${request.url.pathname}`;
     const saved = keys.get(key);
@@ -119,7 +120,10 @@ export function createStripeApi(deps: StripeDependencies): ProviderApi {
     keys.set(key, { state: 'in_progress' });
     try {
       await context.pause();
-      const { reply, created } = createFromParams(params, key);
+      const made = createFromParams(params, key, context.directive);
+      // A fault after processing: the PaymentIntent exists (and may be charged), the answer is a
+      // 500 — which Stripe saves for the key and replays ("including 500 errors").
+      const { reply, created } = context.serverErrorAfterProcessing ? { reply: serverError(), created: true } : made;
       if (created) {
         keys.set(key, { state: 'done', endpoint, params, reply: structuredClone(reply), requestId: context.requestId });
       } else keys.delete(key);
@@ -133,16 +137,31 @@ export function createStripeApi(deps: StripeDependencies): ProviderApi {
   function createFromParams(
     params: Record<string, unknown>,
     idempotencyKey: string | null,
+    directive: Directive = null,
   ): { reply: Reply; created: boolean } {
     const parsed = readCreateParams(params);
     if ('status' in parsed) return { reply: parsed, created: false };
+    if (directive === 'not_found') {
+      // Scripted: a parameter names something that does not exist (nothing is created or saved).
+      return {
+        reply: invalidRequest(`No such PaymentMethod: '${parsed.paymentMethod}'`, {
+          code: 'resource_missing',
+          param: 'payment_method',
+        }),
+        created: false,
+      };
+    }
     const intent = newIntent(parsed);
     intents.set(intent.id, intent);
     if (!parsed.confirm) return { reply: { status: 200, body: intent }, created: true };
 
     const decline =
-      DECLINING_PAYMENT_METHODS.get(parsed.paymentMethod!) ??
-      (deps.random() < deps.switches().declineRate ? GENERIC_DECLINE : undefined);
+      directive === 'decline'
+        ? GENERIC_DECLINE
+        : directive === 'success'
+          ? undefined
+          : (DECLINING_PAYMENT_METHODS.get(parsed.paymentMethod!) ??
+            (deps.random() < deps.switches().declineRate ? GENERIC_DECLINE : undefined));
     const charge = stripeId('ch');
     intent.latest_charge = charge;
     const entry = {
@@ -162,17 +181,45 @@ export function createStripeApi(deps: StripeDependencies): ProviderApi {
       deps.ledger.add({ ...entry, status: 'declined', resultCode: decline.declineCode });
       return { reply: stripeError(402, { ...error, payment_intent: intent }), created: true };
     }
+    if (directive === 'pending') {
+      // Scripted: the payment is still processing (as some payment methods are for a while); it
+      // settles on a later retrieve (scripts.ts), and the saved answer stays this one.
+      Object.assign(intent, { status: 'processing' });
+      deps.ledger.add({ ...entry, status: 'pending', settledAt: null });
+      return { reply: { status: 200, body: structuredClone(intent) }, created: true };
+    }
     Object.assign(intent, { status: 'succeeded', amount_received: intent.amount });
     deps.ledger.add({ ...entry, status: 'charged' });
     return { reply: { status: 200, body: intent }, created: true };
   }
 
-  function retrieveIntent(request: SandboxRequest): Reply {
+  /**
+   * A processing PaymentIntent settles when it is retrieved: as scripted (success, decline), or
+   * succeeded when nothing is scripted; a scripted 'pending' keeps it processing.
+   */
+  function settleOnRetrieve(intent: PaymentIntent, directive: Directive): void {
+    if (intent.status !== 'processing' || directive === 'pending') return;
+    if (directive === 'decline') {
+      const error = cardError(
+        GENERIC_DECLINE,
+        intent.latest_charge ?? stripeId('ch'),
+        intent.payment_method ?? 'pm_card',
+      );
+      Object.assign(intent, { status: 'requires_payment_method', payment_method: null, last_payment_error: error });
+      deps.ledger.settle(intent.id, 'declined', GENERIC_DECLINE.declineCode);
+      return;
+    }
+    Object.assign(intent, { status: 'succeeded', amount_received: intent.amount });
+    deps.ledger.settle(intent.id, 'charged', 'succeeded');
+  }
+
+  function retrieveIntent(request: SandboxRequest, context: HandlerContext): Reply {
     const refused = checkApiKey(request);
     if (refused) return refused;
     const id = request.params[0]!;
     const intent = intents.get(id);
-    if (!intent) {
+    if (intent) settleOnRetrieve(intent, context.directive);
+    if (!intent || context.directive === 'not_found') {
       return stripeError(404, {
         type: 'invalid_request_error',
         code: 'resource_missing',
@@ -222,7 +269,7 @@ export function createStripeApi(deps: StripeDependencies): ProviderApi {
     ],
     newRequestId: stripeRequestId,
     headers: (requestId) => ({ 'Request-Id': requestId }),
-    faultReply: (fault, _requestId, retryAfterSeconds) =>
+    faultReply: (fault, _requestId, { retryAfterSeconds }) =>
       fault === 'error'
         ? stripeError(500, { type: 'api_error', message: 'An unknown error occurred. Please try again.' })
         : {
@@ -236,11 +283,32 @@ export function createStripeApi(deps: StripeDependencies): ProviderApi {
           },
     notFound: (method, path) =>
       invalidRequest(`Unrecognized request URL (${method}: ${path}). Please see https://stripe.com/docs.`, {}, 404),
+    unauthorized: () => invalidRequest('Invalid API Key provided: sk_test_********************', {}, 401),
+    scriptKeysOf: (request) => {
+      if (request.method === 'POST') {
+        try {
+          const form = parseStripeForm(request.body);
+          const metadata = form.metadata as Record<string, unknown> | undefined;
+          return [metadata?.order_id as string | undefined, form.description as string | undefined];
+        } catch {
+          return [];
+        }
+      }
+      if (request.url.pathname.endsWith('/search')) {
+        return [/'([^']+)'\s*$/.exec(request.url.searchParams.get('query') ?? '')?.[1]];
+      }
+      const intent = intents.get(request.params[0] ?? '');
+      return [intent?.metadata.order_id, intent?.description];
+    },
     reset: () => {
       intents.clear();
       keys.clear();
     },
   };
+}
+
+function serverError(): Reply {
+  return stripeError(500, { type: 'api_error', message: 'An unknown error occurred. Please try again.' });
 }
 
 function newIntent(params: CreateParams): PaymentIntent {
@@ -296,6 +364,8 @@ function readCreateParams(params: Record<string, unknown>): CreateParams | Reply
   if (typeof currency !== 'string' || !CURRENCIES.has(currency.toLowerCase())) {
     return invalidRequest(`Invalid currency: ${String(currency)}.`, { param: 'currency' });
   }
+  const amountRefused = checkAmount(Number(amount), currency.toLowerCase());
+  if (amountRefused) return amountRefused;
   if (confirm !== undefined && confirm !== 'true' && confirm !== 'false') {
     return invalidRequest(`Invalid boolean: ${String(confirm)}`, { param: 'confirm' });
   }
@@ -331,6 +401,37 @@ function readCreateParams(params: Record<string, unknown>): CreateParams | Reply
     paymentMethodTypes: (payment_method_types as string[] | undefined) ?? ['card'],
     description: description ?? null,
   };
+}
+
+/**
+ * Stripe's amount rules per currency (https://docs.stripe.com/currencies): ISK and UGX amounts are
+ * "a two-decimal value, where the decimal amount is always 00"; three-decimal amounts need "the
+ * least-significant (last) digit to be 0"; at most eight digits ("a value of 99999999 for a USD
+ * charge of $999,999.99"), 12 for IDR, 9 for INR, 10 for COP. Written from the docs, apart from the
+ * adapter's src/providers/stripe-amounts.ts on purpose: an adapter that converts wrongly is refused
+ * here as Stripe would refuse it. (A zero-decimal amount cannot be checked: MGA 150000 is a valid
+ * 150000 ariary, whether or not the order meant 1500.00.)
+ */
+const HUNDREDTHS_OF_WHOLE_UNITS = new Set(['isk', 'ugx']);
+const THREE_DECIMAL = new Set(['bhd', 'jod', 'kwd', 'omr', 'tnd']);
+const MAX_DIGITS: Readonly<Record<string, number>> = { idr: 12, inr: 9, cop: 10 };
+
+function checkAmount(amount: number, currency: string): Reply | null {
+  const max = 10 ** (MAX_DIGITS[currency] ?? 8) - 1;
+  if (amount > max) {
+    return invalidRequest(`Amount must be no more than ${max} ${currency} (in its smallest unit).`, {
+      code: 'amount_too_large',
+      param: 'amount',
+    });
+  }
+  const step = HUNDREDTHS_OF_WHOLE_UNITS.has(currency) ? 100 : THREE_DECIMAL.has(currency) ? 10 : 1;
+  if (amount % step !== 0) {
+    return invalidRequest(`Invalid amount for ${currency}: ${amount} must be a multiple of ${step}.`, {
+      code: 'invalid_charge_amount',
+      param: 'amount',
+    });
+  }
+  return null;
 }
 
 function isStringRecord(value: unknown): value is Record<string, string> {

@@ -26,6 +26,10 @@ export const switchesSchema = z.strictObject({
   mpesaLateCallbackDelayMs: milliseconds,
   mpesaTokenTtlSeconds: z.number().int().positive(),
   mpesaPasskey: z.string().min(1),
+  stripeErrorsAfterProcessing: z.boolean(),
+  mpesaErrorCode: z.string().regex(/^\d{3}\.\d{3}\.\d+$/),
+  connectDelayMs: milliseconds,
+  idleResetMs: milliseconds,
 });
 
 export type Switches = z.infer<typeof switchesSchema>;
@@ -49,6 +53,15 @@ export const DEFAULT_SWITCHES: Readonly<Switches> = Object.freeze({
   // Daraja's tokens live one hour; it announces 3599 seconds.
   mpesaTokenTtlSeconds: 3599,
   mpesaPasskey: DARAJA_SANDBOX_PASSKEY,
+  // A Stripe 5xx fault refuses the request (false), or hits after the PaymentIntent was created
+  // and charged (true): Stripe then saves the 500 under the idempotency key and replays it.
+  stripeErrorsAfterProcessing: false,
+  // Daraja's code on an M-Pesa 5xx fault: 500.003.1001 is its internal error (the request may have
+  // been acted on); 500.003.02 ("system is busy", spike arrest) refuses it.
+  mpesaErrorCode: '500.003.1001',
+  // Connection behaviour (connections.ts): off.
+  connectDelayMs: 0,
+  idleResetMs: 0,
 });
 
 export class SwitchesError extends Error {}

@@ -71,3 +71,34 @@ t.test('bad usage explains itself', async (t) => {
   t.equal(keys(database.url, 'create').status, 2);
   t.equal(keys(database.url, 'create', 'bad name; drop table').status, 2);
 });
+
+t.test('create-operator: a key for the operator routes only; list shows it; revoke turns it off', async (t) => {
+  const created = keys(database.url, 'create-operator', 'alice');
+  t.equal(created.status, 0, created.stderr);
+  const key = created.stdout.trim().split('\n').at(-1) as string;
+  t.match(key, /^op_[A-Za-z0-9_-]{43}$/);
+  t.notMatch(JSON.stringify(await database.rows('select * from operator_keys')), key.slice(11));
+  const operator = service.api(key);
+  // An operator route answers (the order does not exist: 404, not 401/403).
+  const missing = await operator.request('POST', `/payment-orders/po_${'0'.repeat(26)}/resolve`, {
+    body: { status: 'FAILED', note: 'test' },
+  });
+  t.match(missing, { status: 404, body: { code: 'resource_missing' } });
+  t.equal((await operator.get('/payment-orders')).status, 401, 'no merchant route takes it');
+  const merchantKey = keys(database.url, 'create', 'hooli').stdout.trim().split('\n').at(-1) as string;
+  const asMerchant = await service.api(merchantKey).request('POST', `/payment-orders/po_${'0'.repeat(26)}/resolve`, {
+    body: { status: 'FAILED', note: 'test' },
+  });
+  t.match(asMerchant, { status: 403, body: { code: 'operator_key_required' } }, 'and no merchant key reaches it');
+
+  const listed = keys(database.url, 'list');
+  t.match(listed.stdout, /^opk_\S+ {2}operator:alice {2}op_\S{8}\.\.\. {2}created \S+ {2}active$/m);
+  t.notMatch(listed.stdout, key);
+  const id = /^(opk_\S+) {2}operator:alice/m.exec(listed.stdout)?.[1] as string;
+  t.equal(keys(database.url, 'revoke', id).status, 0);
+  const revoked = await operator.request('POST', `/payment-orders/po_${'0'.repeat(26)}/resolve`, {
+    body: { status: 'FAILED', note: 'test' },
+  });
+  t.match(revoked, { status: 401, body: { code: 'invalid_api_key' } });
+  t.equal(keys(database.url, 'create-operator').status, 2, 'a name is required');
+});

@@ -44,10 +44,13 @@ t.test('migrations are numbered, applied once, each in a transaction', async (t)
     'api_keys',
     'idempotency_keys',
     'merchants',
+    'operator_keys',
     'outbox_events',
+    'payment_order_reviews',
     'payment_order_transitions',
     'payment_orders',
     'provider_attempts',
+    'provider_callbacks',
     'provider_rate_gate',
     'schema_migrations',
     'webhook_deliveries',
@@ -109,7 +112,7 @@ t.test('npm run migrate applies the migrations to DATABASE_URL', async (t) => {
   t.equal(first.status, 0, first.stderr);
   t.match(
     first.stdout,
-    /applied: 001_foundation\.sql, 002_processing\.sql, 003_events\.sql, 004_gate_even_spacing\.sql, 005_metrics_indexes\.sql, 006_events_commit_order\.sql/,
+    /applied: 001_foundation\.sql, 002_processing\.sql, 003_events\.sql, 004_gate_even_spacing\.sql, 005_metrics_indexes\.sql, 006_events_commit_order\.sql, 007_money_rule_review\.sql/,
   );
   const second = run();
   t.equal(second.status, 0);

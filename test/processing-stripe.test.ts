@@ -198,3 +198,171 @@ t.test("past Stripe's 24 h key window, reconciliation searches instead of repeat
   t.ok(paths.includes('GET /v1/payment_intents/search'), 'asked by search (no charge found), then charged');
   t.equal((await stripeCharges(id)).length, 1);
 });
+
+t.test(
+  'a PaymentIntent still processing is polled on a backoff, then on the slow schedule, never every second',
+  async (t) => {
+    // The charge answers `processing`, and so do the next seven retrieves; then it succeeds.
+    const description = `pending-${Date.now()}`;
+    await sandbox.script(description, [
+      'pending',
+      'pending',
+      'pending',
+      'pending',
+      'pending',
+      'pending',
+      'pending',
+      'pending',
+    ]);
+    const res = await api.createOrder({ amount: 4200, currency: 'EUR', paymentMethod: visa, description });
+    t.equal(res.status, 201);
+    const done = await terminal(res.body.id, 30_000);
+    t.match(done, { status: 'COMPLETED', providerReference: /^pi_/ });
+    const calls = done.attempts as Array<{
+      kind: string;
+      outcome: string;
+      startedAt: string;
+      providerReference: string;
+    }>;
+    t.match(calls[0], { kind: 'charge', outcome: 'pending' });
+    t.ok(
+      calls.slice(1).every((c) => c.kind === 'status' && c.providerReference === done.providerReference),
+      'then only retrieves of that PaymentIntent',
+    );
+    t.equal(calls.filter((c) => c.outcome === 'pending').length, 8);
+    const gaps = calls.slice(1).map((c, i) => Date.parse(c.startedAt) - Date.parse(calls[i]?.startedAt ?? ''));
+    // FAST_PROCESSING: base 50 ms, max 200 ms, PROVIDER_MAX_ATTEMPTS=4, then RECONCILE_INTERVAL_SECONDS=1.
+    t.ok(
+      gaps.slice(0, 3).every((gap) => gap >= 25),
+      `backoff while retries last: ${gaps.slice(0, 3).join(', ')} ms`,
+    );
+    t.ok(
+      gaps.slice(3).every((gap) => gap >= 990),
+      `then the slow schedule: ${gaps.slice(3).join(', ')} ms`,
+    );
+    t.equal((await stripeCharges(res.body.id)).length, 1, 'one charge');
+  },
+);
+
+t.test('which PaymentIntent statuses are pending, paid or declined', async (t) => {
+  const { fromIntent } = await import('../src/providers/stripe.ts');
+  const intent = (status: string) => ({ id: 'pi_1', status, last_payment_error: null }) as never;
+  t.match(fromIntent(intent('succeeded')), { kind: 'succeeded', reference: 'pi_1' });
+  for (const status of ['processing', 'requires_capture', 'requires_confirmation', 'a_status_stripe_adds_later']) {
+    t.match(fromIntent(intent(status)), { kind: 'pending', reference: 'pi_1' }, `${status}: ask again later`);
+  }
+  t.match(fromIntent(intent('requires_payment_method')), { kind: 'declined', code: 'payment_failed' });
+  t.match(fromIntent(intent('requires_action')), { kind: 'declined', code: 'authentication_required' });
+  t.match(fromIntent(intent('canceled')), { kind: 'declined', code: 'canceled' });
+});
+
+t.test('the issue: a lost answer, then ten 429s (PROVIDER_MAX_ATTEMPTS=4): COMPLETED, never FAILED', async (t) => {
+  // As a user would: the first call's answer is lost (the charge is made), then the sandbox starts
+  // answering 429 (set after the first call: the sandbox applies rateLimitNext before loseNext).
+  await sandbox.switches({ loseNext: 1, retryAfterSeconds: 0 });
+  const id = await order();
+  await waitFor(
+    'the lost answer',
+    async () =>
+      (await service.database.count('provider_attempts', "order_id = $1 and outcome = 'unknown'", [id])) === 1
+        ? true
+        : undefined,
+    { intervalMs: 5 },
+  );
+  await sandbox.switches({ rateLimitNext: 10 });
+  const done = await terminal(id, 40_000);
+  t.match(done, { status: 'COMPLETED', failure: null, reconcilingSince: null });
+  const calls = done.attempts as Array<{ kind: string; outcome: string; httpStatus: number | null }>;
+  t.match(calls[0], { kind: 'charge', outcome: 'unknown' });
+  t.ok(
+    calls.slice(1).every((c) => c.kind === 'status'),
+    `every later call asks (never a fresh charge while Stripe may hold the money): ${calls.map((c) => `${c.kind}:${c.httpStatus}`).join(' ')}`,
+  );
+  const starts = (done.attempts as Array<{ startedAt: string }>).map((a) => Date.parse(a.startedAt));
+  const gaps = starts.slice(1).map((at, i) => at - (starts[i] as number));
+  t.ok(
+    gaps.slice(3).every((gap) => gap >= 990),
+    `once the 4 attempts were spent, reconciled on the slow schedule (1 s): ${gaps.join(', ')} ms`,
+  );
+  t.equal((await stripeCharges(id)).length, 1, 'the one charge that was made');
+});
+
+for (const [name, script] of [
+  ['a late answer, then 401s', ['timeout', '401', '401', '401', '401', '401']],
+  ['two late answers, then 429s', ['lost', 'timeout', '429', '429', '429', '429']],
+  ['lost, then 5xx and 429s across the budget', ['lost', '5xx', '429', '5xx', '429', '429']],
+] as const) {
+  t.test(`cousins of the issue: ${name}: COMPLETED, never FAILED`, async (t) => {
+    const description = `cousin-${Date.now()}-${Math.random()}`;
+    await sandbox.script(description, script);
+    const res = await api.createOrder({ amount: 2500, currency: 'EUR', paymentMethod: visa, description });
+    const done = await terminal(res.body.id, 40_000);
+    t.not(done.status, 'FAILED');
+    t.equal(done.status, 'COMPLETED');
+    const charges = await stripeCharges(res.body.id);
+    t.equal(charges.length, 1);
+    t.equal(done.providerReference, charges[0]?.id);
+    t.ok(
+      (done.attempts as Array<{ kind: string }>).slice(1).every((c) => c.kind === 'status'),
+      'only asked after the first call',
+    );
+  });
+}
+
+t.test(
+  'a 500 Stripe hit after charging is saved and replayed for the key: asked by search instead, charged once',
+  async (t) => {
+    await sandbox.switches({ failNext: 1, stripeErrorsAfterProcessing: true });
+    const id = await order();
+    const done = await terminal(id, 30_000);
+    t.match(done, { status: 'COMPLETED', providerReference: /^pi_/ });
+    const paths = (await sandbox.requests()).map((r) => `${r.method} ${r.path}`);
+    t.ok(
+      paths.includes('GET /v1/payment_intents/search'),
+      `asked by search after the replayed 500: ${paths.join(', ')}`,
+    );
+    t.equal((await stripeCharges(id)).length, 1, 'one charge');
+  },
+);
+
+t.test(
+  'an operator cannot settle an order while a provider call for it is in flight; an answer that contradicts a settlement is flagged',
+  async (t) => {
+    const operator = await service.operator('race');
+    // The first call's answer is lost (the charge is made); then Stripe is down for a while.
+    await sandbox.switches({ loseNext: 1 });
+    const id = await order();
+    await waitFor('the lost answer', async () =>
+      (await service.database.count('provider_attempts', "order_id = $1 and outcome = 'unknown'", [id])) === 1
+        ? true
+        : undefined,
+    );
+    await sandbox.switches({ errorRate: 1 });
+    await service.database.pool.query(
+      "update payment_orders set review_reason = 'outcome_unknown', review_since = now() where id = $1",
+      [id],
+    );
+    await service.database.pool.query(
+      "insert into payment_order_reviews (id, order_id, reason, detail) values ('rev_race_1', $1, 'outcome_unknown', 'test')",
+      [id],
+    );
+    // While a slow status call is in flight, the operator's resolve waits its turn (409 order_busy).
+    await sandbox.switches({ errorRate: 0, latencyMs: 700 });
+    await waitFor(
+      'a call in flight',
+      async () =>
+        (await service.database.count('provider_attempts', 'order_id = $1 and ended_at is null', [id])) > 0
+          ? true
+          : undefined,
+      { intervalMs: 5 },
+    );
+    const busy = await operator.api.request('POST', `/payment-orders/${id}/resolve`, {
+      body: { status: 'FAILED', note: 'looks unpaid' },
+    });
+    t.match(busy, { status: 409, body: { code: 'order_busy' } });
+    const done = await terminal(id, 30_000);
+    t.match(done, { status: 'COMPLETED', review: null }, 'the provider answered first: paid');
+    await sandbox.switches({ latencyMs: 0 });
+    t.match(done.reviews, [{ reason: 'outcome_unknown', resolvedBy: 'provider', resolution: 'COMPLETED' }]);
+  },
+);

@@ -273,8 +273,51 @@ t.test('faultPaths limits faults to the paths named', async (t) => {
   const token = await mpesaToken();
   const push = await stkPush(token, mpesaPush('254708374149', 'http://127.0.0.1:9/cb'));
   t.equal(push.status, 500);
-  t.match(push.body, { requestId: /^\d+-\d+-1$/, errorCode: '500.003.02', errorMessage: 'Internal Server Error' });
+  t.match(push.body, { requestId: /^\d+-\d+-1$/, errorCode: '500.003.1001', errorMessage: 'Internal Server Error' });
   t.match(sandbox.requests(), [{ fault: null }, { kind: 'token', fault: null }, { kind: 'charge', fault: 'error' }]);
+  sandbox.setSwitches({ failNext: 1, mpesaErrorCode: '500.003.02' });
+  const busy = await stkPush(token, mpesaPush('254708374149', 'http://127.0.0.1:9/cb'));
+  t.match(busy, { status: 500, body: { errorCode: '500.003.02', errorMessage: 'System is busy' } });
+});
+
+t.test("scripts: the outcomes of a payment's next requests, by a key they carry", async (t) => {
+  sandbox.reset();
+  const bad = await fetch(`${sandbox.url}/__admin/scripts`, {
+    method: 'POST',
+    body: JSON.stringify({ key: 'k', outcomes: ['nope'] }),
+  });
+  t.equal(bad.status, 400);
+  const orderId = newOrderId();
+  const set = await fetch(`${sandbox.url}/__admin/scripts`, {
+    method: 'POST',
+    body: JSON.stringify({ key: orderId, outcomes: ['429', 'pending', 'success'] }),
+  });
+  t.equal(set.status, 200);
+  t.equal((await createIntent(charge(orderId))).status, 429, 'first: a scripted 429');
+  const processing = await createIntent(charge(orderId), { idempotencyKey: 'key-2' });
+  t.match(processing, { status: 200, body: { status: 'processing' } }, 'then: still processing');
+  t.match(sandbox.ledger(), [{ orderId, status: 'pending' }]);
+  t.equal(sandbox.scripted(orderId).length, 1);
+  const used = await (await fetch(`${sandbox.url}/__admin/scripts`)).json();
+  t.match(used, {
+    used: [
+      { key: orderId, outcome: '429' },
+      { key: orderId, outcome: 'pending' },
+    ],
+  });
+});
+
+t.test('stripeErrorsAfterProcessing: a 500 after the charge, saved and replayed for the key', async (t) => {
+  sandbox.reset();
+  sandbox.setSwitches({ failNext: 1, stripeErrorsAfterProcessing: true });
+  const orderId = newOrderId();
+  const first = await createIntent(charge(orderId), { idempotencyKey: 'key-500' });
+  t.equal(first.status, 500);
+  t.match(sandbox.ledger(), [{ orderId, status: 'charged' }], 'charged although the answer is a 500');
+  const replay = await createIntent(charge(orderId), { idempotencyKey: 'key-500' });
+  t.equal(replay.status, 500);
+  t.equal(replay.headers.get('idempotent-replayed'), 'true');
+  t.equal(sandbox.ledger().length, 1, 'no second charge');
 });
 
 // --- M-Pesa Daraja ----------------------------------------------------------------------------

@@ -50,6 +50,7 @@ t.test('an event whose transaction commits after a later one is still delivered'
     failure: null,
     nextAttemptAt: null,
     reconcilingSince: null,
+    review: null,
     createdAt: now,
     updatedAt: now,
   });

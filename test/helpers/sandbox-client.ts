@@ -17,6 +17,16 @@ export class SandboxClient {
     if (!res.ok) throw new Error(`sandbox switches: ${res.status} ${await res.text()}`);
   }
 
+  /** The outcomes of a payment's next provider requests, by a key they carry (sandbox/scripts.ts). */
+  async script(key: string, outcomes: readonly string[]): Promise<void> {
+    const res = await fetch(`${this.url}/__admin/scripts`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ key, outcomes }),
+    });
+    if (!res.ok) throw new Error(`sandbox script: ${res.status} ${await res.text()}`);
+  }
+
   async reset(): Promise<void> {
     const res = await fetch(`${this.url}/__admin/reset`, { method: 'POST' });
     if (!res.ok) throw new Error(`sandbox reset: ${res.status}`);

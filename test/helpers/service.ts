@@ -3,7 +3,8 @@ import { pino } from 'pino';
 import type { Test } from 'tap';
 import { loadConfig } from '../../src/config/config.ts';
 import { ensureMerchant, insertApiKey } from '../../src/db/merchants.repository.ts';
-import { newApiKey } from '../../src/domain/api-key.ts';
+import { insertOperatorKey } from '../../src/db/operators.repository.ts';
+import { newApiKey, newOperatorKey } from '../../src/domain/api-key.ts';
 import { type RunningService, startService } from '../../src/service.ts';
 import { type TestDatabase, testDatabase } from './database.ts';
 
@@ -13,6 +14,8 @@ export type TestService = RunningService & {
   logs: string[];
   /** A new merchant with a fresh API key. */
   merchant(name?: string): Promise<{ id: string; key: string; api: ApiClient }>;
+  /** A new operator key (what `npm run keys -- create-operator` makes), with a client using it. */
+  operator(name?: string): Promise<{ key: string; api: ApiClient }>;
   api(key?: string): ApiClient;
 };
 
@@ -53,6 +56,11 @@ export async function startTestService(
       const created = newApiKey();
       await insertApiKey(service.db, merchant.id, created.hash, created.prefix);
       return { id: merchant.id, key: created.key, api: api(created.key) };
+    },
+    operator: async (name = `operator-${Date.now()}`) => {
+      const created = newOperatorKey();
+      await insertOperatorKey(service.db, name, created.hash, created.prefix);
+      return { key: created.key, api: api(created.key) };
     },
   }) as TestService;
 }
