@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { childEnv } from './helpers/child-env.ts';
@@ -7,23 +7,34 @@ import { startTestService } from './helpers/service.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** `npm run keys -- ...` as a user runs it, through npm, on the test's database. */
-function keys(databaseUrl: string, ...args: string[]) {
-  const result = spawnSync('npm', ['run', '--silent', 'keys', '--', ...args], {
-    cwd: ROOT,
-    env: childEnv({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' }),
-    encoding: 'utf8',
-    timeout: 60_000,
+/**
+ * `npm run keys -- ...` as a user runs it, through npm, on the test's database. Asynchronous: a
+ * synchronous spawn would stop this process's event loop — and the in-process service's with it —
+ * for the whole run, and the next request could then reuse a keep-alive connection the server
+ * closes as soon as its overdue timers run (ECONNRESET).
+ */
+function keys(
+  databaseUrl: string,
+  ...args: string[]
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      'npm',
+      ['run', '--silent', 'keys', '--', ...args],
+      { cwd: ROOT, env: childEnv({ DATABASE_URL: databaseUrl, LOG_LEVEL: 'warn' }), encoding: 'utf8', timeout: 60_000 },
+      (error, stdout, stderr) => {
+        const status = error ? (typeof error.code === 'number' ? error.code : null) : 0;
+        resolve({ status, stdout, stderr });
+      },
+    );
   });
-
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
 const database = await testDatabase(t);
 const service = await startTestService(t, {}, database);
 
 t.test('create prints the key alone on the last line, once; only its hash is stored', async (t) => {
-  const created = keys(database.url, 'create', 'acme');
+  const created = await keys(database.url, 'create', 'acme');
   t.equal(created.status, 0, created.stderr);
   const key = created.stdout.trim().split('\n').at(-1) as string;
   t.match(key, /^sk_[A-Za-z0-9_-]{43}$/);
@@ -35,45 +46,45 @@ t.test('create prints the key alone on the last line, once; only its hash is sto
   t.equal(row?.key_prefix, key.slice(0, 11));
   t.notMatch(JSON.stringify(await database.rows('select * from api_keys')), key.slice(11));
 
-  const second = keys(database.url, 'create', 'acme');
+  const second = await keys(database.url, 'create', 'acme');
   t.equal(second.status, 0);
   t.not(second.stdout.trim().split('\n').at(-1), key, 'a second key for the same merchant');
   t.equal(await database.count('merchants', "name = 'acme'"), 1);
 });
 
 t.test('list shows keys without secrets; revoke turns a key off', async (t) => {
-  const key = keys(database.url, 'create', 'globex').stdout.trim().split('\n').at(-1) as string;
-  const listed = keys(database.url, 'list');
+  const key = (await keys(database.url, 'create', 'globex')).stdout.trim().split('\n').at(-1) as string;
+  const listed = await keys(database.url, 'list');
   t.equal(listed.status, 0);
   t.match(listed.stdout, /globex {2}sk_\S{8}\.\.\. {2}created \S+ {2}active/);
   t.notMatch(listed.stdout, key);
 
   const id = /^(key_\S+) {2}globex/m.exec(listed.stdout)?.[1] as string;
   t.ok(id);
-  const revoked = keys(database.url, 'revoke', id);
+  const revoked = await keys(database.url, 'revoke', id);
   t.equal(revoked.status, 0);
   t.match(revoked.stdout, /revoked/);
   t.equal((await service.api(key).get('/payment-orders')).status, 401);
-  t.match(keys(database.url, 'list').stdout, /globex .* revoked /);
-  t.equal(keys(database.url, 'revoke', id).status, 1, 'revoking twice says no');
+  t.match((await keys(database.url, 'list')).stdout, /globex .* revoked /);
+  t.equal((await keys(database.url, 'revoke', id)).status, 1, 'revoking twice says no');
 });
 
 t.test('revoke also takes the key itself', async (t) => {
-  const key = keys(database.url, 'create', 'initech').stdout.trim().split('\n').at(-1) as string;
-  t.equal(keys(database.url, 'revoke', key).status, 0);
+  const key = (await keys(database.url, 'create', 'initech')).stdout.trim().split('\n').at(-1) as string;
+  t.equal((await keys(database.url, 'revoke', key)).status, 0);
   t.equal((await service.api(key).get('/payment-orders')).status, 401);
 });
 
 t.test('bad usage explains itself', async (t) => {
-  const none = keys(database.url);
+  const none = await keys(database.url);
   t.equal(none.status, 2);
   t.match(none.stderr, /usage: npm run keys -- create <merchant>/);
-  t.equal(keys(database.url, 'create').status, 2);
-  t.equal(keys(database.url, 'create', 'bad name; drop table').status, 2);
+  t.equal((await keys(database.url, 'create')).status, 2);
+  t.equal((await keys(database.url, 'create', 'bad name; drop table')).status, 2);
 });
 
 t.test('create-operator: a key for the operator routes only; list shows it; revoke turns it off', async (t) => {
-  const created = keys(database.url, 'create-operator', 'alice');
+  const created = await keys(database.url, 'create-operator', 'alice');
   t.equal(created.status, 0, created.stderr);
   const key = created.stdout.trim().split('\n').at(-1) as string;
   t.match(key, /^op_[A-Za-z0-9_-]{43}$/);
@@ -85,20 +96,20 @@ t.test('create-operator: a key for the operator routes only; list shows it; revo
   });
   t.match(missing, { status: 404, body: { code: 'resource_missing' } });
   t.equal((await operator.get('/payment-orders')).status, 401, 'no merchant route takes it');
-  const merchantKey = keys(database.url, 'create', 'hooli').stdout.trim().split('\n').at(-1) as string;
+  const merchantKey = (await keys(database.url, 'create', 'hooli')).stdout.trim().split('\n').at(-1) as string;
   const asMerchant = await service.api(merchantKey).request('POST', `/payment-orders/po_${'0'.repeat(26)}/resolve`, {
     body: { status: 'FAILED', note: 'test' },
   });
   t.match(asMerchant, { status: 403, body: { code: 'operator_key_required' } }, 'and no merchant key reaches it');
 
-  const listed = keys(database.url, 'list');
+  const listed = await keys(database.url, 'list');
   t.match(listed.stdout, /^opk_\S+ {2}operator:alice {2}op_\S{8}\.\.\. {2}created \S+ {2}active$/m);
   t.notMatch(listed.stdout, key);
   const id = /^(opk_\S+) {2}operator:alice/m.exec(listed.stdout)?.[1] as string;
-  t.equal(keys(database.url, 'revoke', id).status, 0);
+  t.equal((await keys(database.url, 'revoke', id)).status, 0);
   const revoked = await operator.request('POST', `/payment-orders/po_${'0'.repeat(26)}/resolve`, {
     body: { status: 'FAILED', note: 'test' },
   });
   t.match(revoked, { status: 401, body: { code: 'invalid_api_key' } });
-  t.equal(keys(database.url, 'create-operator').status, 2, 'a name is required');
+  t.equal((await keys(database.url, 'create-operator')).status, 2, 'a name is required');
 });
