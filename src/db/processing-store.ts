@@ -8,12 +8,12 @@ import type { Failure, PaymentOrder } from '../domain/payment-order.ts';
 import type { ProcessingState, ProcessingStore } from '../domain/process-payment-order.ts';
 import type { ProviderCalls } from '../domain/provider.ts';
 import type { Db, Tx } from './connection.ts';
-import { insertOrderEvent } from './outbox-events.repository.ts';
+import { settleOrder } from './order-settlement.ts';
 import { insertTransition, toOrder } from './payment-orders.repository.ts';
 import { finishAttempt, loadCallFacts, paidExternalId } from './provider-attempts.repository.ts';
 import { claimedByAnotherOrder, insertProviderCallback, loadLeads } from './provider-callbacks.repository.ts';
 import { type GateLimits, restartWhenAllowed, startWhenAllowed } from './rate-gate.ts';
-import { closeReviews, openReview } from './reviews.repository.ts';
+import { openReview } from './reviews.repository.ts';
 
 /** Enqueues the order's next processing job, in the given transaction, after a delay. */
 export type EnqueueNext = (trx: Tx, orderId: string, generation: number, delayMs: number) => Promise<void>;
@@ -255,9 +255,9 @@ function reconcilingSince(reconciling: boolean | undefined) {
 }
 
 /**
- * `from` (PROCESSING, or PENDING for an order never sent) → terminal: the status, its transition,
- * the reviews the provider's answer settles (outcome unknown, push unconfirmed — anomalies stay
- * open for people), and its outbox event, with the order as it is then. Only the live generation.
+ * `from` (PROCESSING, or PENDING for an order never sent) → terminal, settled by the provider's
+ * answer: the reviews that answer settles close (outcome unknown, push unconfirmed); anomalies stay
+ * open for people. Only the live generation.
  */
 async function settle(
   trx: Tx,
@@ -268,33 +268,15 @@ async function settle(
   outcome: { reference?: string; failure?: Failure },
   from: 'PENDING' | 'PROCESSING' = 'PROCESSING',
 ): Promise<boolean> {
-  const row = await trx
-    .updateTable('payment_orders')
-    .set({
-      status,
-      processing_generation: generation + 1,
-      provider_reference: outcome.reference ?? order.providerReference,
-      failure_code: outcome.failure?.code ?? null,
-      failure_message: outcome.failure?.message ?? null,
-      next_attempt_at: null,
-      reconciling_since: null,
-      updated_at: sql<Date>`now()`,
-    })
-    .where('id', '=', order.id)
-    .where('status', '=', from)
-    .where('processing_generation', '=', generation)
-    .returning('id')
-    .executeTakeFirst();
-  if (!row) return false;
-  await insertTransition(trx, order.id, from, status, reason);
-  const final = await closeReviews(trx, order.id, {
-    by: 'provider',
-    resolution: status,
-    note: reason,
-    reasons: SELF_SETTLING_REVIEWS,
+  const settled = await settleOrder(trx, order, {
+    status,
+    reason,
+    ...outcome,
+    from,
+    generation,
+    reviews: { by: 'provider', note: reason, reasons: SELF_SETTLING_REVIEWS },
   });
-  await insertOrderEvent(trx, final, status === 'COMPLETED' ? 'payment_order.completed' : 'payment_order.failed');
-  return true;
+  return settled !== null;
 }
 
 /** An order no provider call was made for: FAILED from whichever of PENDING or PROCESSING it is in. */

@@ -2,8 +2,8 @@ import { sql } from 'kysely';
 import { DomainError } from '../domain/errors.ts';
 import type { ResolutionStore } from '../domain/resolve-payment-order.ts';
 import type { Db } from './connection.ts';
-import { insertOrderEvent } from './outbox-events.repository.ts';
-import { insertTransition, toOrder } from './payment-orders.repository.ts';
+import { settleOrder } from './order-settlement.ts';
+import { toOrder } from './payment-orders.repository.ts';
 import { closeReviews } from './reviews.repository.ts';
 
 export function createResolutionStore(db: Db): ResolutionStore {
@@ -31,38 +31,26 @@ export function createResolutionStore(db: Db): ResolutionStore {
         const resolution = plan(current ? toOrder(current) : null);
         // plan() throws unless the order exists.
         const row = current as NonNullable<typeof current>;
-        const settled = resolution.type === 'settle' ? resolution.status : (row.status as 'COMPLETED' | 'FAILED');
+        const before = toOrder(row);
         if (resolution.type === 'settle') {
-          await trx
-            .updateTable('payment_orders')
-            .set({
-              status: resolution.status,
-              // Every scheduled step of the order goes stale.
-              processing_generation: row.processing_generation + 1,
-              provider_reference: resolution.reference,
-              failure_code: resolution.failure?.code ?? null,
-              failure_message: resolution.failure?.message ?? null,
-              next_attempt_at: null,
-              reconciling_since: null,
-              updated_at: sql<Date>`now()`,
-            })
-            .where('id', '=', row.id)
-            .execute();
-          await insertTransition(trx, row.id, 'PROCESSING', resolution.status, resolution.reason);
+          const settled = await settleOrder(trx, before, {
+            status: resolution.status,
+            reason: resolution.reason,
+            reference: resolution.reference,
+            failure: resolution.failure,
+            from: 'PROCESSING',
+            generation: row.processing_generation,
+            // The operator has looked at the order: every open review is settled by them.
+            reviews: { by: command.operator, note: command.note },
+          });
+          if (!settled) throw new Error(`payment order ${row.id} moved while locked`);
+          return settled;
         }
-        // The operator has looked at the order: every open review is settled by them.
         const order = await closeReviews(trx, row.id, {
           by: command.operator,
-          resolution: settled,
+          resolution: row.status as 'COMPLETED' | 'FAILED',
           note: command.note,
         });
-        if (resolution.type === 'settle') {
-          await insertOrderEvent(
-            trx,
-            order,
-            resolution.status === 'COMPLETED' ? 'payment_order.completed' : 'payment_order.failed',
-          );
-        }
         return order;
       }),
   };

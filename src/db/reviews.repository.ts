@@ -1,21 +1,11 @@
 import { sql } from 'kysely';
 import type { Review } from '../domain/decide.ts';
+import type { ReviewView } from '../domain/order-json.ts';
 import type { PaymentOrder } from '../domain/payment-order.ts';
 import { newId } from '../lib/ids.ts';
 import type { Db, Tx } from './connection.ts';
 import { insertOrderEvent } from './outbox-events.repository.ts';
 import { toOrder } from './payment-orders.repository.ts';
-
-export type ReviewRecord = Readonly<{
-  id: string;
-  reason: string;
-  detail: string;
-  openedAt: Date;
-  resolvedAt: Date | null;
-  resolvedBy: string | null;
-  resolution: string | null;
-  note: string | null;
-}>;
 
 /**
  * Flags the order for people: a review row (at most one open per order and reason, by a unique
@@ -82,7 +72,7 @@ async function refreshReviewFlag(trx: Tx, orderId: string): Promise<PaymentOrder
 }
 
 /** select * from payment_order_reviews where order_id = $1 order by opened_at */
-export async function listReviews(db: Db | Tx, orderId: string): Promise<ReviewRecord[]> {
+export async function listReviews(db: Db | Tx, orderId: string): Promise<ReviewView[]> {
   const rows = await db
     .selectFrom('payment_order_reviews')
     .selectAll()
@@ -91,7 +81,6 @@ export async function listReviews(db: Db | Tx, orderId: string): Promise<ReviewR
     .orderBy('id')
     .execute();
   return rows.map((r) => ({
-    id: r.id,
     reason: r.reason,
     detail: r.detail,
     openedAt: r.opened_at,

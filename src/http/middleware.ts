@@ -94,15 +94,20 @@ export function httpMetrics(metrics: Metrics): RequestHandler {
 export type MerchantLookup = (keyHash: Buffer) => Promise<string | null>;
 
 /** `Authorization: Bearer <key>` → res.locals.merchantId, or 401. */
+/** The key of an `Authorization: Bearer <key>` header, or null. */
+export function bearerKey(header: string | undefined): string | null {
+  const match = header ? /^Bearer +(\S+) *$/i.exec(header) : null;
+  return match?.[1] ?? null;
+}
+
 export function authenticate(lookup: MerchantLookup): RequestHandler {
   return async (req, res, next) => {
-    const header = req.headers.authorization;
-    const match = header ? /^Bearer +(\S+) *$/i.exec(header) : null;
+    const key = bearerKey(req.headers.authorization);
     res.setHeader('WWW-Authenticate', 'Bearer');
-    if (!match?.[1]) {
+    if (!key) {
       throw new HttpError('authentication_required', 'Send your API key as "Authorization: Bearer <key>".');
     }
-    const merchantId = looksLikeApiKey(match[1]) ? await lookup(hashApiKey(match[1])) : null;
+    const merchantId = looksLikeApiKey(key) ? await lookup(hashApiKey(key)) : null;
     if (!merchantId) throw new HttpError('invalid_api_key', 'The API key is not valid or has been revoked.');
     res.removeHeader('WWW-Authenticate');
     res.locals.merchantId = merchantId;

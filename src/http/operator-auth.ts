@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
 import { hashApiKey, looksLikeApiKey, looksLikeOperatorKey } from '../domain/api-key.ts';
+import { bearerKey } from './middleware.ts';
 import { HttpError } from './problem.ts';
 
 export type OperatorLookup = (keyHash: Buffer) => Promise<string | null>;
@@ -10,19 +11,18 @@ export type OperatorLookup = (keyHash: Buffer) => Promise<string | null>;
  */
 export function authenticateOperator(lookup: OperatorLookup): RequestHandler {
   return async (req, res, next) => {
-    const header = req.headers.authorization;
-    const match = header ? /^Bearer +(\S+) *$/i.exec(header) : null;
+    const key = bearerKey(req.headers.authorization);
     res.setHeader('WWW-Authenticate', 'Bearer');
-    if (!match?.[1]) {
+    if (!key) {
       throw new HttpError('authentication_required', 'Send an operator key as "Authorization: Bearer <key>".');
     }
-    if (looksLikeApiKey(match[1])) {
+    if (looksLikeApiKey(key)) {
       throw new HttpError(
         'operator_key_required',
         'This route takes an operator key (npm run keys -- create-operator).',
       );
     }
-    const operator = looksLikeOperatorKey(match[1]) ? await lookup(hashApiKey(match[1])) : null;
+    const operator = looksLikeOperatorKey(key) ? await lookup(hashApiKey(key)) : null;
     if (!operator) throw new HttpError('invalid_api_key', 'The operator key is not valid or has been revoked.');
     res.removeHeader('WWW-Authenticate');
     res.locals.operator = operator;

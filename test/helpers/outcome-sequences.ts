@@ -1,17 +1,8 @@
-/** The outcomes a provider call can have, as the model-based tests name them (test/money-model*.ts). */
-export const OUTCOMES = [
-  'success',
-  'decline',
-  'lost',
-  'timeout',
-  '5xx',
-  '429',
-  '401',
-  'refused',
-  'pending',
-  'not_found',
-] as const;
-export type Outcome = (typeof OUTCOMES)[number];
+import { SCRIPTED_OUTCOMES, type ScriptedOutcome } from '../../sandbox/scripts.ts';
+
+/** The outcomes a provider call can have, as the model-based tests name them (the sandbox's scripts). */
+export const OUTCOMES = SCRIPTED_OUTCOMES;
+export type Outcome = ScriptedOutcome;
 
 /** Every sequence of 1..maxLength outcomes. */
 export function* sequences(maxLength: number): Generator<Outcome[]> {
