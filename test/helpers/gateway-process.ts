@@ -66,6 +66,8 @@ export function spawnGatewayProcess(t: Test, env: Record<string, string>): Spawn
       PORT: '0',
       HOST: '127.0.0.1',
       LOG_LEVEL: 'info',
+      // Several gateways per test, four test files at a time, one server: small pools.
+      DATABASE_POOL_SIZE: '6',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

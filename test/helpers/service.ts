@@ -33,6 +33,9 @@ export async function startTestService(
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
     WORKER_CONCURRENCY: '0',
+    // Test files run four at a time on one server (the machine's PostgreSQL 15 takes 100
+    // connections): a small pool is plenty for a test's load.
+    DATABASE_POOL_SIZE: '5',
     PROVIDER_SANDBOX: 'false',
     ...env,
   });
