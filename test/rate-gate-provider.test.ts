@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import t, { type Test } from 'tap';
+import t from 'tap';
 import type { RequestRecord } from '../sandbox/request-log.ts';
 import { createDb } from '../src/db/connection.ts';
 import { ensureMerchant, insertApiKey } from '../src/db/merchants.repository.ts';
 import { newApiKey } from '../src/domain/api-key.ts';
+import { maxInAnySecond, spinCpus } from './helpers/arrivals.ts';
 import { testDatabase } from './helpers/database.ts';
 import { startGatewayProcess, tempDataDir } from './helpers/gateway-process.ts';
 import { SandboxClient } from './helpers/sandbox-client.ts';
@@ -20,40 +20,9 @@ const ORDERS = 45;
 /** Every fifth order goes to M-Pesa: a token request and an STK push through the gate too. */
 const isMpesa = (i: number) => i % 5 === 4;
 
-/** The most arrivals in any window [s, s + 1000 ms) that begins at an arrival. */
-function maxInAnySecond(arrivalsMs: readonly number[]): number {
-  const sorted = [...arrivalsMs].sort((a, b) => a - b);
-  let max = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (j < sorted.length && (sorted[j] as number) < (sorted[i] as number) + 1000) j++;
-    max = Math.max(max, j - i);
-  }
-  return max;
-}
-
 function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.max(0, Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1))] ?? Number.NaN;
-}
-
-/** `n` processes spinning on the CPU until stopped (and at teardown at the latest). */
-function spinCpus(t: Test, n: number): () => Promise<void> {
-  const children: ChildProcess[] = Array.from({ length: n }, () =>
-    spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }),
-  );
-  const stop = () =>
-    Promise.all(
-      children.map(
-        (child) =>
-          new Promise<void>((resolve) => {
-            if (child.exitCode !== null || child.signalCode !== null) return resolve();
-            child.once('exit', () => resolve());
-            child.kill('SIGKILL');
-          }),
-      ),
-    ).then(() => {});
-  t.teardown(stop);
-  return stop;
 }
 
 t.test(

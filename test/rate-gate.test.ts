@@ -3,22 +3,12 @@ import { startSandbox } from '../sandbox/sandbox.ts';
 import { createDb } from '../src/db/connection.ts';
 import { ensureMerchant, insertApiKey } from '../src/db/merchants.repository.ts';
 import { newApiKey } from '../src/domain/api-key.ts';
+import { maxInAnySecond } from './helpers/arrivals.ts';
 import { testDatabase } from './helpers/database.ts';
 import { startGatewayProcess, tempDataDir } from './helpers/gateway-process.ts';
 import { SandboxClient } from './helpers/sandbox-client.ts';
 import { ApiClient } from './helpers/service.ts';
 import { waitFor } from './helpers/wait.ts';
-
-/** The most starts in any window [s, s + 1000 ms) that begins at a start. */
-function maxInAnySecond(startsMs: number[]): number {
-  const sorted = [...startsMs].sort((a, b) => a - b);
-  let max = 0;
-  for (let i = 0, j = 0; i < sorted.length; i++) {
-    while (j < sorted.length && (sorted[j] as number) < (sorted[i] as number) + 1000) j++;
-    max = Math.max(max, j - i);
-  }
-  return max;
-}
 
 t.test('three instances on one database: never more than 2 calls in any second, at least 1.9/s', async (t) => {
   const database = await testDatabase(t);
