@@ -210,7 +210,10 @@ export async function startService(
         brokers: [...config.kafka.brokers],
         topic: config.kafka.topic,
         clientId: config.kafka.clientId,
+        batchSize: config.kafka.batchSize,
+        backoff: { baseMs: 500, maxMs: config.kafka.retryMaxDelayMs },
         logger,
+        metrics,
       });
       stops.push(() => kafka.stop());
     }

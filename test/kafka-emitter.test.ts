@@ -1,11 +1,12 @@
 /**
  * The Kafka emitter, against real PostgreSQL.
  *
- * No Kafka broker can run on this machine, so NOTHING here publishes to Kafka: a send that a
- * broker acknowledges, and the marking of rows that follows it, have not run in any test. What
- * runs: the record built from an outbox row; the selection of unpublished rows (order, marks, an
- * out-of-order commit, skip locked); and the whole emitter against a refused broker port, where it
- * must retry with backoff, mark nothing, stop promptly, and LISTEN again after losing its connection.
+ * These run in `npm test`, with no broker: the record built from an outbox row; the selection of
+ * unpublished rows (order, marks, an out-of-order commit, skip locked); and the whole emitter
+ * against a refused broker port, where it must retry with backoff, mark nothing, stop promptly,
+ * and LISTEN again after losing its connection. Publishing to a real Apache Kafka broker (acks,
+ * marks, a broker killed mid-stream, records it refuses, two instances) is `npm run test:kafka`,
+ * in test/kafka/.
  */
 import { once } from 'node:events';
 import net from 'node:net';
@@ -22,7 +23,7 @@ import { startTestService } from './helpers/service.ts';
 import { waitFor } from './helpers/wait.ts';
 
 const TOPIC = 'payment-orders.events';
-const PUBLISH_FAILED = 'kafka publish failed; nothing marked published, will retry';
+const PUBLISH_FAILED = 'kafka publish failed; nothing unacknowledged marked published, will retry';
 
 type Queryable = { query(text: string, values?: unknown[]): Promise<unknown> };
 

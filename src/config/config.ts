@@ -159,6 +159,10 @@ const envSchema = z.object({
   KAFKA_BROKERS: z.string().optional(),
   KAFKA_TOPIC: z.string().min(1).default('payment-orders.events'),
   KAFKA_CLIENT_ID: z.string().min(1).default('payment-order-gateway'),
+  /** Events per publishing step (one transaction, one send). */
+  KAFKA_BATCH_SIZE: z.coerce.number().int().min(1).max(10_000).default(100),
+  /** The longest wait between retries while the broker fails (from 500 ms, doubling, jittered). */
+  KAFKA_RETRY_MAX_DELAY_MS: z.coerce.number().int().min(500).max(600_000).default(30_000),
 });
 
 export type Config = Readonly<{
@@ -209,7 +213,13 @@ export type Config = Readonly<{
     concurrency: number;
     secretRotationMs: number;
   }>;
-  kafka: Readonly<{ brokers: readonly string[]; topic: string; clientId: string }> | null;
+  kafka: Readonly<{
+    brokers: readonly string[];
+    topic: string;
+    clientId: string;
+    batchSize: number;
+    retryMaxDelayMs: number;
+  }> | null;
 }>;
 
 export class ConfigError extends Error {
@@ -302,6 +312,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           ),
           topic: e.KAFKA_TOPIC,
           clientId: e.KAFKA_CLIENT_ID,
+          batchSize: e.KAFKA_BATCH_SIZE,
+          retryMaxDelayMs: e.KAFKA_RETRY_MAX_DELAY_MS,
         })
       : null,
   });

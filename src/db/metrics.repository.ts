@@ -8,6 +8,8 @@ export type DatabaseFigures = Readonly<{
   unrelayed: number;
   oldestUnrelayedSeconds: number;
   unpublished: number;
+  oldestUnpublishedSeconds: number;
+  kafkaDead: number;
   deliveriesPending: number;
   /** Open reviews by reason. */
   underReview: Readonly<Record<string, number>>;
@@ -28,7 +30,14 @@ export async function readDatabaseFigures(db: Db, options: { kafka: boolean }): 
       (select coalesce(extract(epoch from now() - min(created_at)), 0) from outbox_events where relayed_at is null)
         as "oldestUnrelayedSeconds",
       -- Without Kafka every event stays unpublished: counting them would scan the whole history.
-      ${options.kafka ? sql`(select count(*) from outbox_events where kafka_published_at is null)` : sql`0`} as unpublished,
+      ${options.kafka ? sql`(select count(*) from outbox_events where kafka_published_at is null and kafka_dead_at is null)` : sql`0`} as unpublished,
+      ${
+        options.kafka
+          ? sql`(select coalesce(extract(epoch from now() - min(created_at)), 0) from outbox_events
+                  where kafka_published_at is null and kafka_dead_at is null)`
+          : sql`0`
+      } as "oldestUnpublishedSeconds",
+      (select count(*) from outbox_events where kafka_dead_at is not null) as "kafkaDead",
       (select count(*) from webhook_deliveries where status = 'pending') as "deliveriesPending",
       -- Over the partial index of open reviews (sql/007): the queue, never the whole history.
       (select coalesce(jsonb_object_agg(reason, n), '{}'::jsonb) from (
@@ -43,6 +52,8 @@ export async function readDatabaseFigures(db: Db, options: { kafka: boolean }): 
     unrelayed: Number(row.unrelayed),
     oldestUnrelayedSeconds: Number(row.oldestUnrelayedSeconds),
     unpublished: Number(row.unpublished),
+    oldestUnpublishedSeconds: Number(row.oldestUnpublishedSeconds),
+    kafkaDead: Number(row.kafkaDead),
     deliveriesPending: Number(row.deliveriesPending),
     underReview: Object.fromEntries(
       Object.entries(row.underReview as unknown as Record<string, number | string>).map(([k, v]) => [k, Number(v)]),

@@ -106,6 +106,9 @@ export interface OutboxEventsTable {
   created_at: CreatedAt;
   relayed_at: ColumnType<Date | null, never, Date | null>;
   kafka_published_at: ColumnType<Date | null, never, Date | null>;
+  /** Set when the Kafka broker refused the event for good (sql/009); with the broker's error. */
+  kafka_dead_at: ColumnType<Date | null, never, Date | null>;
+  kafka_error: ColumnType<string | null, never, string | null>;
   /** The writing transaction's id (xid8, as text): the event log's commit order. */
   tx: ColumnType<string, never, never>;
 }

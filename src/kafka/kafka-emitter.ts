@@ -23,9 +23,16 @@ import { eventRecord } from './event-record.ts';
  *   take the publisher lock, select the oldest unmarked rows → send them, await the brokers' ack
  *   → mark exactly those rows → commit
  *
- * - If the send fails (broker down, refused, timed out), the transaction rolls back: nothing is
- *   marked, the rows are taken again after a backoff (exponential, jittered, capped). Nothing is
- *   ever dropped.
+ * - If the send fails (broker down, refused, timed out, topic missing), nothing it did not
+ *   acknowledge is marked; the rows are taken again after a backoff (exponential, jittered,
+ *   capped). Nothing is ever dropped.
+ * - If the broker rejects records for good (a record over the topic's max.message.bytes, an
+ *   invalid record), the batch is split in halves and sent again, until the refused record is
+ *   alone; that event is set aside (`kafka_dead_at`, with the broker's error in `kafka_error`),
+ *   counted (`kafka_events_dead_lettered_total`) and logged at error level, and the events after
+ *   it go on. Before, the emitter retried the same oldest batch for ever and nothing after it was
+ *   published. A missing topic is not a record's fault (every event goes to that topic): it is
+ *   retried with backoff, counted as `reason="topic_missing"`, and logged at error level.
  * - At least once: a crash (or a lost commit) after Kafka acknowledged and before the commit leaves
  *   the rows unmarked, and they are sent again. Consumers dedupe on the event id.
  * - One publisher at a time across instances: a step holds a transaction-level advisory lock, and
@@ -43,6 +50,7 @@ export type KafkaEmitterOptions = Readonly<{
   topic: string;
   clientId: string;
   logger: Logger;
+  metrics?: KafkaMetrics;
   /** Rows per step (default 100). */
   batchSize?: number;
   /** Retry delays after a failed step (default 500 ms doubling up to 30 s, jittered). */
@@ -50,6 +58,13 @@ export type KafkaEmitterOptions = Readonly<{
 }>;
 
 export type Backoff = Readonly<{ baseMs: number; maxMs: number }>;
+
+/** The emitter's own counters (src/metrics/metrics.ts); the backlog gauges are the database's. */
+export type KafkaMetrics = Readonly<{
+  kafkaPublished: { inc(value?: number): void };
+  kafkaPublishFailures: { inc(labels: { reason: FailureReason }): void };
+  kafkaDeadLettered: { inc(value?: number): void };
+}>;
 
 export type KafkaEmitter = { stop(): Promise<void> };
 
@@ -69,8 +84,17 @@ export async function startKafkaEmitter(options: KafkaEmitterOptions): Promise<K
   const wake = createWakeSignal();
   const listener = await listenForEvents(options.pool, wake.notify, logger, backoff, stopping.signal);
   const producer = createProducer(options.brokers, options.clientId);
-  const publish = () => publishBatch(options.db, producer, options.topic, batchSize);
-  const loop = runLoop(publish, { batchSize, backoff, logger, wake, signal: stopping.signal });
+  const send = (events: readonly OutboxEvent[]) =>
+    producer.send({ messages: events.map((event) => eventRecord(event, options.topic)) }).then(() => {});
+  const publish = () => publishStep(options.db, send, batchSize, logger, options.metrics);
+  const loop = runLoop(publish, {
+    batchSize,
+    backoff,
+    logger,
+    wake,
+    signal: stopping.signal,
+    metrics: options.metrics,
+  });
   logger.info({ brokers: options.brokers, topic: options.topic }, 'kafka emitter started');
 
   let stopped: Promise<void> | undefined;
@@ -111,31 +135,130 @@ function createProducer(brokers: string[], clientId: string): Producer<string, s
   });
 }
 
+export type SendEvents = (events: readonly OutboxEvent[]) => Promise<void>;
+
+/** What one step did; `failure` is a send error that ended it (after its successes were marked). */
+export type StepOutcome = Readonly<{ published: number; deadLettered: number; failure?: unknown }>;
+
 /**
- * One step: takes up to `limit` unpublished events, sends them and marks them, in one transaction.
- * Returns how many were published; throws (and marks nothing) if the send fails.
+ * One step, in one transaction: takes up to `limit` unpublished events, sends them (splitting
+ * around records the broker rejects), marks what the broker acknowledged and sets aside what it
+ * refused, and commits. A send that fails otherwise ends the step: what was acknowledged before it
+ * is still marked (so it is not sent twice), the rest stays unmarked, and the loop backs off.
  */
-async function publishBatch(
+export async function publishStep(
   db: Db,
-  producer: Producer<string, string, string, string>,
-  topic: string,
+  send: SendEvents,
   limit: number,
-): Promise<number> {
-  return db.transaction().execute(async (trx) => {
+  logger: Logger,
+  metrics?: KafkaMetrics,
+): Promise<StepOutcome> {
+  const outcome = await db.transaction().execute(async (trx) => {
     const events = await takeUnpublishedEvents(trx, limit);
-    if (events.length === 0) return 0;
-    // Resolves once the brokers acknowledged every record (acks = all).
-    await producer.send({ messages: events.map((event) => eventRecord(event, topic)) });
+    if (events.length === 0) return { published: [], dead: [] } satisfies SendOutcome;
+    const sent = await sendSplittingRejects(send, events);
     // A crash here, after the ack and before the commit, sends these rows again: at least once.
     await markPublished(
       trx,
-      events.map((event) => event.id),
+      sent.published.map((event) => event.id),
     );
-    return events.length;
+    await markDeadLettered(trx, sent.dead);
+    return sent;
   });
+  for (const { event, error } of outcome.dead) {
+    logger.error(
+      { eventId: event.id, eventType: event.type, orderId: event.orderId, brokerError: error },
+      'kafka broker rejected an event for good; set aside (kafka_dead_at), later events go on',
+    );
+  }
+  metrics?.kafkaPublished.inc(outcome.published.length);
+  if (outcome.dead.length > 0) metrics?.kafkaDeadLettered.inc(outcome.dead.length);
+  return { published: outcome.published.length, deadLettered: outcome.dead.length, failure: outcome.failure };
+}
+
+type DeadLetter = Readonly<{ event: OutboxEvent; error: string }>;
+type SendOutcome = Readonly<{ published: OutboxEvent[]; dead: DeadLetter[]; failure?: unknown }>;
+
+/**
+ * Sends `events`; when the broker rejects records of a batch for good, sends each half on its own,
+ * down to single records: a batch can be refused as a whole (Kafka applies max.message.bytes to a
+ * record batch) while each of its records would pass. A single refused record is dead. Halves go
+ * in order, so events of one order keep their order. Any other failure stops here.
+ */
+export async function sendSplittingRejects(send: SendEvents, events: readonly OutboxEvent[]): Promise<SendOutcome> {
+  const published: OutboxEvent[] = [];
+  const dead: DeadLetter[] = [];
+  const pending: (readonly OutboxEvent[])[] = [events];
+  for (let batch = pending.shift(); batch !== undefined; batch = pending.shift()) {
+    try {
+      await send(batch);
+      published.push(...batch);
+    } catch (error) {
+      const rejection = recordRejection(error);
+      if (rejection === null) return { published, dead, failure: error };
+      const [first] = batch;
+      if (batch.length === 1 && first) dead.push({ event: first, error: rejection });
+      else {
+        const half = Math.ceil(batch.length / 2);
+        pending.unshift(batch.slice(0, half), batch.slice(half));
+      }
+    }
+  }
+  return { published, dead };
+}
+
+/**
+ * Kafka protocol errors that mean "this record (or batch) will never be accepted as it is": sending
+ * it again cannot succeed. Everything else (network, timeouts, leadership changes, a missing topic,
+ * authorisation) may pass later and is retried.
+ */
+const RECORD_REJECTIONS = new Set([
+  'MESSAGE_TOO_LARGE',
+  'RECORD_LIST_TOO_LARGE',
+  'INVALID_RECORD',
+  'CORRUPT_MESSAGE',
+  'INVALID_TIMESTAMP',
+]);
+
+/** The broker's reason when `error` (from @platformatic/kafka, possibly nested) is a record rejection. */
+export function recordRejection(error: unknown): string | null {
+  const found = findError(error, (candidate) => RECORD_REJECTIONS.has(String(candidate.apiId)));
+  if (!found) return null;
+  const detail = typeof found.serverErrorMessage === 'string' ? `: ${found.serverErrorMessage}` : '';
+  return `${String(found.apiId)} (${String(found.message)})${detail}`;
+}
+
+export type FailureReason = 'topic_missing' | 'broker_unavailable' | 'other';
+
+/** A bounded label for a failed step, for the failures counter and the log. */
+export function failureReason(error: unknown): FailureReason {
+  const missing = (candidate: ErrorLike) =>
+    candidate.apiId === 'UNKNOWN_TOPIC_OR_PARTITION' || /^Unknown topic /.test(String(candidate.message));
+  if (findError(error, missing)) return 'topic_missing';
+  const network = (candidate: ErrorLike) =>
+    candidate.code === 'PLT_KFK_NETWORK' ||
+    /connect to any broker|ECONNREFUSED|timed? ?out/i.test(String(candidate.message));
+  if (findError(error, network)) return 'broker_unavailable';
+  return 'other';
+}
+
+type ErrorLike = Readonly<Record<string, unknown>>;
+
+/** Depth-first through AggregateError-style `errors` (the client nests them) and `cause`. */
+function findError(error: unknown, matches: (candidate: ErrorLike) => boolean, depth = 0): ErrorLike | null {
+  if (typeof error !== 'object' || error === null || depth > 8) return null;
+  const candidate = error as ErrorLike;
+  if (matches(candidate)) return candidate;
+  const nested = [...(Array.isArray(candidate.errors) ? candidate.errors : []), candidate.cause];
+  for (const inner of nested) {
+    const found = findError(inner, matches, depth + 1);
+    if (found) return found;
+  }
+  return null;
 }
 
 type LoopContext = Readonly<{
+  metrics?: KafkaMetrics;
   batchSize: number;
   backoff: Backoff;
   logger: Logger;
@@ -143,27 +266,40 @@ type LoopContext = Readonly<{
   signal: AbortSignal;
 }>;
 
-async function runLoop(publish: () => Promise<number>, context: LoopContext): Promise<void> {
+async function runLoop(publish: () => Promise<StepOutcome>, context: LoopContext): Promise<void> {
   const { signal, logger } = context;
   let failures = 0;
   while (!signal.aborted) {
+    let failure: unknown;
+    let taken = 0;
     try {
-      const published = await publish();
+      const step = await publish();
+      failure = step.failure;
+      taken = step.published + step.deadLettered;
+      if (taken > 0) logger.debug({ published: step.published, deadLettered: step.deadLettered }, 'kafka step');
+    } catch (error) {
+      // The step's transaction itself failed (the database): nothing was marked.
+      failure = error;
+    }
+    if (failure === undefined) {
       if (failures > 0) logger.info({ failedAttempts: failures }, 'kafka publishing recovered');
       failures = 0;
-      if (published > 0) logger.debug({ published }, 'published events to kafka');
       // A full batch means more may be waiting: go again at once.
-      if (published < context.batchSize) await context.wake.wait(POLL_INTERVAL_MS);
-    } catch (error) {
-      if (signal.aborted) break;
-      failures += 1;
-      const retryInMs = backoffDelay(failures, context.backoff);
-      logger.warn(
-        { err: error, attempt: failures, retryInMs },
-        'kafka publish failed; nothing marked published, will retry',
-      );
-      await sleep(retryInMs, undefined, { signal }).catch(() => {});
+      if (taken < context.batchSize) await context.wake.wait(POLL_INTERVAL_MS);
+      continue;
     }
+    if (signal.aborted) break;
+    failures += 1;
+    const reason = failureReason(failure);
+    context.metrics?.kafkaPublishFailures.inc({ reason });
+    const retryInMs = backoffDelay(failures, context.backoff);
+    // A missing topic is a configuration error that waiting alone will not fix: say so loudly.
+    const level = reason === 'topic_missing' ? 'error' : 'warn';
+    logger[level](
+      { err: failure, reason, attempt: failures, retryInMs },
+      'kafka publish failed; nothing unacknowledged marked published, will retry',
+    );
+    await sleep(retryInMs, undefined, { signal }).catch(() => {});
   }
 }
 
@@ -197,7 +333,7 @@ export async function takeUnpublishedEvents(trx: Tx, limit: number): Promise<Out
   const { rows } = await sql<Selectable<OutboxEventsTable>>`
     select id, type, order_id, merchant_id, created_at, payload
       from outbox_events
-     where kafka_published_at is null
+     where kafka_published_at is null and kafka_dead_at is null
      order by created_at, id
      limit ${limit}`.execute(trx);
   return rows.map(toOutboxEvent);
@@ -205,7 +341,17 @@ export async function takeUnpublishedEvents(trx: Tx, limit: number): Promise<Out
 
 /** update outbox_events set kafka_published_at = now() where id = any($1) */
 export async function markPublished(trx: Tx, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
   await sql`update outbox_events set kafka_published_at = now() where id = any(${ids}::text[])`.execute(trx);
+}
+
+/** update outbox_events set kafka_dead_at = now(), kafka_error = $2 where id = $1 (each) */
+async function markDeadLettered(trx: Tx, dead: readonly DeadLetter[]): Promise<void> {
+  if (dead.length === 0) return;
+  await sql`
+    update outbox_events e set kafka_dead_at = now(), kafka_error = d.error
+      from unnest(${dead.map((entry) => entry.event.id)}::text[], ${dead.map((entry) => entry.error)}::text[]) as d(id, error)
+     where e.id = d.id`.execute(trx);
 }
 
 type WakeSignal = Readonly<{ notify(): void; wait(timeoutMs: number): Promise<void> }>;

@@ -39,6 +39,8 @@ export async function refreshDatabaseGauges(deps: DatabaseGaugesDeps): Promise<v
     metrics.outboxUnrelayed.set(figures.unrelayed);
     metrics.outboxOldestUnrelayedSeconds.set(figures.oldestUnrelayedSeconds);
     metrics.outboxUnpublished.set(figures.unpublished);
+    metrics.outboxOldestUnpublishedSeconds.set(figures.oldestUnpublishedSeconds);
+    metrics.kafkaDead.set(figures.kafkaDead);
     metrics.webhookDeliveriesPending.set(figures.deliveriesPending);
     // Every reason is set (to 0 when none is open), so a resolved review's series drops to 0.
     for (const reason of REVIEW_REASONS) metrics.ordersUnderReview.set({ reason }, figures.underReview[reason] ?? 0);

@@ -23,6 +23,11 @@ export type Metrics = Readonly<{
   outboxUnrelayed: Gauge;
   outboxOldestUnrelayedSeconds: Gauge;
   outboxUnpublished: Gauge;
+  outboxOldestUnpublishedSeconds: Gauge;
+  kafkaDead: Gauge;
+  kafkaPublished: Counter;
+  kafkaPublishFailures: Counter<'reason'>;
+  kafkaDeadLettered: Counter;
   webhookDeliveriesPending: Gauge;
   queueJobs: Gauge<'queue' | 'state'>;
   databaseUp: Gauge;
@@ -33,6 +38,7 @@ export function createMetrics(options: { kafka: boolean }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
+  const kafkaRegisters = options.kafka ? registers : [];
   return {
     registry,
     httpRequests: new Counter({
@@ -109,9 +115,35 @@ export function createMetrics(options: { kafka: boolean }): Metrics {
     }),
     outboxUnpublished: new Gauge({
       name: 'outbox_events_unpublished',
-      help: 'Events not yet published to Kafka.',
+      help: 'Events not yet published to Kafka (and not set aside as refused by the broker).',
       // Without Kafka nothing publishes them, and the count would only grow.
-      registers: options.kafka ? registers : [],
+      registers: kafkaRegisters,
+    }),
+    outboxOldestUnpublishedSeconds: new Gauge({
+      name: 'outbox_oldest_unpublished_seconds',
+      help: 'Age of the oldest event not yet published to Kafka (0 when none).',
+      registers: kafkaRegisters,
+    }),
+    kafkaDead: new Gauge({
+      name: 'outbox_events_kafka_dead',
+      help: 'Events the Kafka broker refused for good, set aside (kafka_dead_at; sql/audit/kafka-dead-letters.sql). Alert on > 0.',
+      registers: kafkaRegisters,
+    }),
+    kafkaPublished: new Counter({
+      name: 'kafka_events_published_total',
+      help: 'Events this instance published to Kafka (acknowledged by the broker and marked).',
+      registers: kafkaRegisters,
+    }),
+    kafkaPublishFailures: new Counter({
+      name: 'kafka_publish_failures_total',
+      help: 'Kafka publishing steps that failed and will be retried, by reason (topic_missing, broker_unavailable, other).',
+      labelNames: ['reason'],
+      registers: kafkaRegisters,
+    }),
+    kafkaDeadLettered: new Counter({
+      name: 'kafka_events_dead_lettered_total',
+      help: 'Events this instance set aside because the Kafka broker refused them for good.',
+      registers: kafkaRegisters,
     }),
     webhookDeliveriesPending: new Gauge({
       name: 'webhook_deliveries_pending',
