@@ -36,7 +36,8 @@ const LANE_ENV: Record<string, string> = {
   MPESA_PUSH_DEADLINE_SECONDS: '2',
   REVIEW_AFTER_SECONDS: '15',
   WORKER_CONCURRENCY: '2',
-  DATABASE_POOL_SIZE: '3',
+  // Two order locks and the relay's LISTEN hold three (config.ts assertPoolLargeEnough).
+  DATABASE_POOL_SIZE: '4',
 };
 
 type Lane = Readonly<{

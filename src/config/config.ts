@@ -238,6 +238,24 @@ function parseCidrList(value: string): string[] {
   return cidrs;
 }
 
+/**
+ * Connections some parts hold for long: each order in progress keeps its lock's session
+ * (db/processing-store.ts), the relay keeps one for LISTEN, the Kafka emitter one for LISTEN and
+ * one for each step's broker round trip. A step's own statements need one more from the same
+ * pool: with every connection held (4 workers and a pool of 5, say), every step waited for a
+ * connection that none could give back, and requests got 503 after the pool's 5 s. So the pool
+ * must leave at least one connection over.
+ */
+function assertPoolLargeEnough(e: z.infer<typeof envSchema>): void {
+  const held = e.WORKER_CONCURRENCY + (e.WEBHOOK_CONCURRENCY > 0 ? 1 : 0) + (e.KAFKA_BROKERS ? 2 : 0);
+  if (e.DATABASE_POOL_SIZE > held) return;
+  throw new ConfigError(
+    `invalid configuration:\n  DATABASE_POOL_SIZE: ${e.DATABASE_POOL_SIZE} is too small: ${held} connections are held ` +
+      `for long (WORKER_CONCURRENCY=${e.WORKER_CONCURRENCY} order locks, the relay's LISTEN` +
+      `${e.KAFKA_BROKERS ? ", the Kafka emitter's LISTEN and step" : ''}); set it to at least ${held + 1}`,
+  );
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings mean "unset", as they do for most twelve-factor tooling.
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== ''));
@@ -252,6 +270,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (unknown.length > 0) {
     throw new ConfigError(`invalid configuration: routes name unconfigured providers: ${unknown.join(', ')}`);
   }
+  assertPoolLargeEnough(e);
   return Object.freeze({
     port: e.PORT,
     host: e.HOST,

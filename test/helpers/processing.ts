@@ -33,6 +33,8 @@ export async function startProcessing(t: Test, env: Record<string, string> = {})
   const service = await startTestService(t, {
     ...FAST_PROCESSING,
     WORKER_CONCURRENCY: '4',
+    // Four order locks and the relay's LISTEN hold five connections (config.ts assertPoolLargeEnough).
+    DATABASE_POOL_SIZE: '7',
     STRIPE_API_URL: sandbox.url,
     MPESA_API_URL: sandbox.url,
     ...env,
