@@ -248,6 +248,20 @@ t.test('compose.yaml', async (t) => {
   t.match(broker.KAFKA_PROCESS_ROLES ?? '', /controller/, 'kafka runs KRaft (controller role)');
   t.ok(broker.KAFKA_CONTROLLER_QUORUM_VOTERS, 'kafka has its controller quorum');
   t.match(JSON.stringify(services['kafka-init']?.command ?? ''), /payment-orders\.events/, 'the topic is created');
+  // The same broker and settings as `npm run test:kafka` (test/kafka/pom.xml, test/kafka/broker.ts).
+  const pom = readFileSync('test/kafka/pom.xml', 'utf8');
+  const testedVersion = /<kafka\.version>([^<]+)<\/kafka\.version>/.exec(pom)?.[1];
+  t.ok(testedVersion, 'the tests name their Kafka version');
+  for (const [name, service] of kafkaServices)
+    t.equal(service.image, `apache/kafka:${testedVersion}`, `${name} runs the Kafka the tests run`);
+  const testBroker = readFileSync('test/kafka/broker.ts', 'utf8');
+  t.match(testBroker, new RegExp(`'num\\.partitions=${broker.KAFKA_NUM_PARTITIONS}'`), 'the same partition count');
+  t.equal(String(broker.KAFKA_AUTO_CREATE_TOPICS_ENABLE), 'false', 'no topic auto-creation, as in the tests');
+  t.match(testBroker, /'auto\.create\.topics\.enable=false'/);
+  t.match(
+    JSON.stringify(services['kafka-init']?.command ?? ''),
+    new RegExp(`"--partitions","${broker.KAFKA_NUM_PARTITIONS}"`),
+  );
   for (const name of ['postgres', 'gateway']) t.notOk(services[name]?.profiles, `${name} starts without a profile`);
   const gatewayDeps = Array.isArray(dependsOn) ? dependsOn : Object.keys(dependsOn ?? {});
   for (const [name] of kafkaServices) t.notOk(gatewayDeps.includes(name), `gateway does not depend on ${name}`);

@@ -57,7 +57,7 @@ export type KafkaBroker = Readonly<{
   running(): boolean;
   createTopic(name: string, options?: TopicOptions): Promise<void>;
   /** Every record of the topic, from the beginning, read by Apache Kafka's console consumer. */
-  readTopic(topic: string, options?: { idleMs?: number }): Promise<ConsumedRecord[]>;
+  readTopic(topic: string): Promise<ConsumedRecord[]>;
   /** SIGKILL: no shutdown, no flush; the log directory stays as the process left it. */
   kill(): Promise<void>;
   /** SIGTERM and wait (SIGKILL after 30 s). */
@@ -87,7 +87,16 @@ export async function startKafkaBroker(options: BrokerOptions = {}): Promise<Kaf
     serverProperties({ port, controllerPort, logDir: path.join(dir, 'log'), ...options }),
   );
   const clusterId = randomBytes(16).toString('base64url');
-  await run('java', ['-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', propertiesFile]);
+  // `--cluster-id=`: a base64url id may start with '-', which would read as an option.
+  await run('java', [
+    '-cp',
+    classpath,
+    'kafka.tools.StorageTool',
+    'format',
+    `--cluster-id=${clusterId}`,
+    '-c',
+    propertiesFile,
+  ]);
 
   let child: ChildProcess | undefined;
   let lines: string[] = [];
@@ -155,7 +164,7 @@ export async function startKafkaBroker(options: BrokerOptions = {}): Promise<Kaf
     output,
     running,
     createTopic: (name, topicOptions) => createTopic([address], name, topicOptions),
-    readTopic: (topic, readOptions) => readTopic(classpath, address, topic, readOptions?.idleMs),
+    readTopic: (topic) => readTopic(classpath, address, topic),
     kill: () => signalAndWait('SIGKILL'),
     stop: () => signalAndWait('SIGTERM'),
     start,
@@ -214,16 +223,20 @@ const FIELD = '\x1f';
 const RECORD = '\x1e';
 
 /**
- * Reads a whole topic with org.apache.kafka.tools.consumer.ConsoleConsumer (from the beginning, a
- * fresh consumer group; it exits once no record came for `idleMs`). Fields are printed with
- * ASCII unit/record separators, which JSON values cannot contain unescaped.
+ * Reads a whole topic with Apache Kafka's own tools: GetOffsetShell for how many records it holds
+ * (the sum of its partitions' end offsets; nothing is deleted in a test's lifetime), then
+ * ConsoleConsumer from the beginning until it has that many (a fresh consumer group each time).
+ * `deadlineMs` bounds the read; fewer records than the offsets promise is an error. Fields are
+ * printed with ASCII unit/record separators, which JSON values cannot contain unescaped.
  */
 export async function readTopic(
   classpath: string,
   address: string,
   topic: string,
-  idleMs = 4_000,
+  deadlineMs = 60_000,
 ): Promise<ConsumedRecord[]> {
+  const total = await recordsInTopic(classpath, address, topic);
+  if (total === 0) return [];
   const property = (setting: string) => ['--formatter-property', setting];
   const { stdout } = await run(
     'java',
@@ -237,8 +250,10 @@ export async function readTopic(
       '--topic',
       topic,
       '--from-beginning',
+      '--max-messages',
+      String(total),
       '--timeout-ms',
-      String(idleMs),
+      String(deadlineMs),
       ...property('print.partition=true'),
       ...property('print.offset=true'),
       ...property('print.headers=true'),
@@ -249,7 +264,7 @@ export async function readTopic(
     ],
     { maxBuffer: 256 * 1024 * 1024 },
   );
-  return stdout
+  const records = stdout
     .split(`${RECORD}\n`)
     .filter((line) => line.startsWith('Partition:'))
     .map((line) => {
@@ -267,6 +282,29 @@ export async function readTopic(
         value: value ?? '',
       };
     });
+  if (records.length !== total) throw new Error(`read ${records.length} of the ${total} records of ${topic}`);
+  return records;
+}
+
+/** `GetOffsetShell` prints `topic:partition:endOffset` per partition. */
+async function recordsInTopic(classpath: string, address: string, topic: string): Promise<number> {
+  const { stdout } = await run('java', [
+    `-Dlog4j2.configurationFile=${LOG_CONFIG}`,
+    '-cp',
+    classpath,
+    'org.apache.kafka.tools.GetOffsetShell',
+    '--bootstrap-server',
+    address,
+    '--topic',
+    topic,
+  ]);
+  const offsets = stdout
+    .split('\n')
+    .filter((line) => line.startsWith(`${topic}:`))
+    .map((line) => Number(line.slice(line.lastIndexOf(':') + 1)));
+  if (offsets.length === 0 || offsets.some((offset) => !Number.isInteger(offset)))
+    throw new Error(`GetOffsetShell printed no offsets for ${topic}:\n${stdout}`);
+  return offsets.reduce((sum, offset) => sum + offset, 0);
 }
 
 /**
