@@ -10,13 +10,22 @@
  */
 import { once } from 'node:events';
 import net from 'node:net';
+import { MultipleErrors, NetworkError, ResponseError, UserError } from '@platformatic/kafka';
 import { type Logger, pino } from 'pino';
 import t, { type Test } from 'tap';
 import { createDb, type Db } from '../src/db/connection.ts';
 import { eventBody, type OutboxEvent } from '../src/domain/event-body.ts';
 import { enqueueFirstDeliveries } from '../src/jobs/queues.ts';
 import { eventRecord } from '../src/kafka/event-record.ts';
-import { backoffDelay, markPublished, startKafkaEmitter, takeUnpublishedEvents } from '../src/kafka/kafka-emitter.ts';
+import {
+  backoffDelay,
+  failureReason,
+  markPublished,
+  recordRejection,
+  sendSplittingRejects,
+  startKafkaEmitter,
+  takeUnpublishedEvents,
+} from '../src/kafka/kafka-emitter.ts';
 import { relayPass } from '../src/outbox/relay.ts';
 import { type TestDatabase, testDatabase } from './helpers/database.ts';
 import { startTestService } from './helpers/service.ts';
@@ -302,4 +311,74 @@ t.test('backoff: doubles from the base, capped, jittered between half and all of
     [1, 2, 8].map((attempt) => backoffDelay(attempt, backoff, () => 0)),
     [250, 500, 15_000],
   );
+});
+
+/** The error @platformatic/kafka's send() throws when the broker answers MESSAGE_TOO_LARGE (code 10). */
+function tooLarge(): Error {
+  const response = new ResponseError(0, 11, { '/responses/0/partition_responses/0': [10, null] }, {});
+  return new MultipleErrors('Producing messages failed.', [response]);
+}
+
+t.test('splitting: a refused batch is halved down to the refused record; the rest go, in order', async (t) => {
+  const events = Array.from({ length: 9 }, (_, i) => ({ id: `evt_${i}`, size: i === 5 ? 50 : 3 }));
+  const sent: string[][] = [];
+  // A broker that refuses any batch over 10 units (as max.message.bytes applies to a record batch).
+  const send = async (batch: readonly { id: string; size: number }[]) => {
+    if (batch.reduce((sum, event) => sum + event.size, 0) > 10) throw tooLarge();
+    sent.push(batch.map((event) => event.id));
+  };
+  const outcome = await sendSplittingRejects(send as never, events as never);
+  t.same(
+    outcome.dead.map((entry) => (entry.event as unknown as { id: string }).id),
+    ['evt_5'],
+    'only the record that cannot pass alone is dead',
+  );
+  t.match(outcome.dead[0]?.error, /^MESSAGE_TOO_LARGE \(/, "with the broker's reason");
+  t.same(
+    sent.flat(),
+    events.filter((event) => event.id !== 'evt_5').map((event) => event.id),
+    'every other event sent once, in order',
+  );
+  t.notOk(outcome.failure);
+  t.same(
+    (outcome.published as unknown as { id: string }[]).map((event) => event.id),
+    sent.flat(),
+  );
+});
+
+t.test('splitting: any other failure stops it, keeping what was acknowledged before', async (t) => {
+  const events = Array.from({ length: 4 }, (_, i) => ({ id: `evt_${i}` }));
+  let calls = 0;
+  const down = new NetworkError('Connection closed');
+  const send = async (batch: readonly unknown[]) => {
+    calls += 1;
+    if (calls === 1) throw tooLarge(); // the whole batch: split
+    if (calls === 3) throw down; // the second half: the broker went away
+    return batch;
+  };
+  const outcome = await sendSplittingRejects(send as never, events as never);
+  t.same(
+    (outcome.published as unknown as { id: string }[]).map((event) => event.id),
+    ['evt_0', 'evt_1'],
+  );
+  t.same(outcome.dead, []);
+  t.equal(outcome.failure, down);
+});
+
+t.test('failure reasons: record rejections, a missing topic, an unreachable broker', async (t) => {
+  t.match(recordRejection(tooLarge()), /^MESSAGE_TOO_LARGE/);
+  t.equal(recordRejection(new UserError('Unknown topic nope.')), null);
+  t.equal(recordRejection(new NetworkError('Connection closed')), null);
+  t.equal(failureReason(new UserError('Unknown topic nope.')), 'topic_missing');
+  const unknownTopic = new MultipleErrors('Producing messages failed.', [
+    new ResponseError(0, 11, { '/responses/0/partition_responses/0': [3, null] }, {}),
+  ]);
+  t.equal(failureReason(unknownTopic), 'topic_missing', 'UNKNOWN_TOPIC_OR_PARTITION (3)');
+  t.equal(
+    failureReason(
+      new MultipleErrors('initProducerId failed 4 times.', [new MultipleErrors('Cannot connect to any broker.', [])]),
+    ),
+    'broker_unavailable',
+  );
+  t.equal(failureReason(new Error('something else')), 'other');
 });
