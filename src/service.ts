@@ -9,6 +9,7 @@ import { createOrderStore } from './db/create-order-store.ts';
 import { type EmbeddedDatabase, startEmbeddedPostgres } from './db/embedded-postgres.ts';
 import { ensureMerchant, findMerchantIdByKeyHash, insertApiKey } from './db/merchants.repository.ts';
 import { migrate } from './db/migrate.ts';
+import { createNotifications } from './db/notifications.ts';
 import { findOperatorByKeyHash } from './db/operators.repository.ts';
 import { createProcessingStore } from './db/processing-store.ts';
 import { createResolutionStore } from './db/resolution-store.ts';
@@ -199,14 +200,17 @@ export async function startService(
       logger,
       metrics,
     );
+    // One LISTEN connection for the process (db/notifications.ts); closed after its subscribers.
+    const notifications = createNotifications(pool, logger);
+    stops.push(() => notifications.close());
     if (config.webhooks.concurrency > 0) {
-      const relay = await startRelay({ db, pool, enqueueMany: enqueueFirstDeliveries(boss), logger });
+      const relay = await startRelay({ db, notifications, enqueueMany: enqueueFirstDeliveries(boss), logger });
       stops.push(() => relay.stop());
     }
     if (config.kafka) {
       const kafka = await startKafkaEmitter({
         db,
-        pool,
+        notifications,
         brokers: [...config.kafka.brokers],
         topic: config.kafka.topic,
         clientId: config.kafka.clientId,

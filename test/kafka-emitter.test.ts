@@ -14,11 +14,11 @@ import { MultipleErrors, NetworkError, ResponseError, UserError } from '@platfor
 import { type Logger, pino } from 'pino';
 import t, { type Test } from 'tap';
 import { createDb, type Db } from '../src/db/connection.ts';
+import { createNotifications } from '../src/db/notifications.ts';
 import { eventBody, type OutboxEvent } from '../src/domain/event-body.ts';
 import { enqueueFirstDeliveries } from '../src/jobs/queues.ts';
 import { eventRecord } from '../src/kafka/event-record.ts';
 import {
-  backoffDelay,
   failureReason,
   markPublished,
   recordRejection,
@@ -26,6 +26,7 @@ import {
   startKafkaEmitter,
   takeUnpublishedEvents,
 } from '../src/kafka/kafka-emitter.ts';
+import { backoffDelay } from '../src/lib/backoff.ts';
 import { relayPass } from '../src/outbox/relay.ts';
 import { type TestDatabase, testDatabase } from './helpers/database.ts';
 import { startTestService } from './helpers/service.ts';
@@ -82,15 +83,23 @@ async function closedPort(): Promise<number> {
 
 /** The emitter, with quick backoff, against a port that refuses connections; stopped at teardown. */
 async function emitterOnRefusedBroker(t: Test, database: TestDatabase, logger: Logger) {
-  const emitter = await startKafkaEmitter({
+  const notifications = createNotifications(database.pool, logger, { baseMs: 20, maxMs: 100 });
+  const started = await startKafkaEmitter({
     db: createDb(database.pool),
-    pool: database.pool,
+    notifications,
     brokers: [`127.0.0.1:${await closedPort()}`],
     topic: TOPIC,
     clientId: 'kafka-emitter-test',
     logger,
     backoff: { baseMs: 20, maxMs: 100 },
   });
+  // The emitter, then the process's notifications connection (as the service stops them).
+  const emitter = {
+    async stop() {
+      await started.stop();
+      await notifications.close();
+    },
+  };
   t.teardown(() => emitter.stop());
   return emitter;
 }
@@ -231,9 +240,7 @@ t.test('a send hanging on an unanswering broker does not hold up the webhook rel
 
   const relayed = await relayPass({
     db: service.db,
-    pool: service.database.pool,
     enqueueMany: enqueueFirstDeliveries(service.boss),
-    logger: pino({ level: 'silent' }),
   });
   t.equal(relayed, 1, 'the relay took the event the emitter is sending');
   t.equal(await service.database.count('outbox_events', 'id = $1 and relayed_at is not null', [event]), 1);
@@ -290,13 +297,13 @@ t.test('listener: LISTENs again after its connection is killed', async (t) => {
 
   const first = await waitFor('the listener', listenerPid);
   await database.pool.query('select pg_terminate_backend($1)', [first]);
-  await waitFor('a reconnection', () => logs.with('outbox listener reconnected').length === 1);
+  await waitFor('a reconnection', () => logs.with('notifications reconnected').length === 1);
   const second = await waitFor('the new listener', async () => {
     const pid = await listenerPid();
     return pid !== first && pid;
   });
   t.not(second, first);
-  t.equal(logs.with('outbox listener lost its connection; reconnecting').length, 1);
+  t.equal(logs.with('notifications connection lost; reconnecting').length, 1);
   await emitter.stop();
   t.equal(database.pool.totalCount, database.pool.idleCount, 'every connection back in the pool');
 });

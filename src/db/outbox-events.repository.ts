@@ -3,6 +3,9 @@ import type { PaymentOrder } from '../domain/payment-order.ts';
 import { newId } from '../lib/ids.ts';
 import type { Tx } from './connection.ts';
 
+/** The outbox trigger's NOTIFY channel (sql/003_events.sql): an event committed. */
+export const OUTBOX_CHANNEL = 'outbox_events';
+
 export type OrderEventType = 'payment_order.completed' | 'payment_order.failed' | 'payment_order.review_required';
 
 /**

@@ -1,4 +1,5 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { backoffDelay } from '../lib/backoff.ts';
 import type { Logger } from '../lib/logger.ts';
 import { unavailableCode } from './database-errors.ts';
 
@@ -38,8 +39,7 @@ export async function waitForDatabase<T>(attempt: () => Promise<T>, options: Wai
       if (code === null || signal?.aborted) throw error;
       failures++;
       const waitedMs = performance.now() - started;
-      const step = Math.min(maxDelayMs, initialDelayMs * 2 ** (failures - 1));
-      let nextMs = step / 2 + (random() * step) / 2;
+      let nextMs = backoffDelay(failures, { baseMs: initialDelayMs, maxMs: maxDelayMs }, random);
       if (timeoutMs !== null) {
         const leftMs = timeoutMs - waitedMs;
         if (leftMs <= 0) {

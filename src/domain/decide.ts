@@ -1,3 +1,4 @@
+import { backoffDelay } from '../lib/backoff.ts';
 import { type CallFact, type Knowledge, knowledgeOf, type ProviderTraits } from './money-rule.ts';
 import type { Failure } from './payment-order.ts';
 import type { ProviderOutcome } from './provider.ts';
@@ -292,7 +293,6 @@ function label(answer: StepAnswer | null): string {
 
 /** Exponential backoff with "equal jitter" (half fixed, half random), at least Retry-After. */
 export function backoff(policy: RetryPolicy, calls: number, retryAfterMs: number | undefined): number {
-  const exponential = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, calls - 1));
-  const jittered = exponential / 2 + policy.random() * (exponential / 2);
-  return Math.round(Math.max(jittered, retryAfterMs ?? 0));
+  const jittered = backoffDelay(calls, { baseMs: policy.baseDelayMs, maxMs: policy.maxDelayMs }, policy.random);
+  return Math.max(jittered, Math.round(retryAfterMs ?? 0));
 }

@@ -2,12 +2,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { ProduceAcks, Producer, stringSerializers } from '@platformatic/kafka';
 import type { Selectable } from 'kysely';
 import { sql } from 'kysely';
-import type pg from 'pg';
 import type { Db, Tx } from '../db/connection.ts';
+import type { Notifications } from '../db/notifications.ts';
+import { OUTBOX_CHANNEL } from '../db/outbox-events.repository.ts';
 import type { OutboxEventsTable } from '../db/schema.ts';
 import { toOutboxEvent } from '../db/webhooks.repository.ts';
 import type { OutboxEvent } from '../domain/event-body.ts';
+import { type Backoff, backoffDelay } from '../lib/backoff.ts';
 import type { Logger } from '../lib/logger.ts';
+import { createWakeSignal, type WakeSignal } from '../lib/wake-signal.ts';
 import { eventRecord } from './event-record.ts';
 
 /**
@@ -41,11 +44,11 @@ import { eventRecord } from './event-record.ts';
  *   slow or unreachable broker. The step's transaction and one pool connection stay open for the
  *   broker round-trip (bounded by the producer's timeout and retries below); that is what makes
  *   "marked" mean "acknowledged" with no intermediate state.
- * - Pool connections: one held for LISTEN for the emitter's lifetime, one per step.
+ * - Pool connections: one per step (the process's notifications connection is shared).
  */
 export type KafkaEmitterOptions = Readonly<{
   db: Db;
-  pool: pg.Pool;
+  notifications: Notifications;
   brokers: string[];
   topic: string;
   clientId: string;
@@ -56,8 +59,6 @@ export type KafkaEmitterOptions = Readonly<{
   /** Retry delays after a failed step (default 500 ms doubling up to 30 s, jittered). */
   backoff?: Backoff;
 }>;
-
-export type Backoff = Readonly<{ baseMs: number; maxMs: number }>;
 
 /** The emitter's own counters (src/metrics/metrics.ts); the backlog gauges are the database's. */
 export type KafkaMetrics = Readonly<{
@@ -72,7 +73,6 @@ const DEFAULT_BATCH_SIZE = 100;
 const DEFAULT_BACKOFF: Backoff = { baseMs: 500, maxMs: 30_000 };
 /** NOTIFY is an optimisation: a notification lost while the listener reconnects costs ≤ 1 s. */
 const POLL_INTERVAL_MS = 1_000;
-const CHANNEL = 'outbox_events';
 
 export async function startKafkaEmitter(options: KafkaEmitterOptions): Promise<KafkaEmitter> {
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE;
@@ -82,7 +82,7 @@ export async function startKafkaEmitter(options: KafkaEmitterOptions): Promise<K
   const logger = options.logger.child({ component: 'kafka-emitter' });
   const stopping = new AbortController();
   const wake = createWakeSignal();
-  const listener = await listenForEvents(options.pool, wake.notify, logger, backoff, stopping.signal);
+  await options.notifications.subscribe(OUTBOX_CHANNEL, wake.notify);
   const producer = createProducer(options.brokers, options.clientId);
   const send = (events: readonly OutboxEvent[]) =>
     producer.send({ messages: events.map((event) => eventRecord(event, options.topic)) }).then(() => {});
@@ -107,7 +107,6 @@ export async function startKafkaEmitter(options: KafkaEmitterOptions): Promise<K
         // back and its rows are sent again by the next run: at least once, nothing lost.
         await producer.close(true).catch((error: unknown) => logger.warn({ err: error }, 'closing the producer'));
         await loop;
-        await listener.close();
         logger.info('kafka emitter stopped');
       })();
       return stopped;
@@ -304,16 +303,6 @@ async function runLoop(publish: () => Promise<StepOutcome>, context: LoopContext
 }
 
 /**
- * The delay before retry `attempt` (1, 2, ...): base · 2^(attempt-1), capped at max, with "equal
- * jitter" (half fixed, half random) so that instances retrying together spread out while the delay
- * still grows (AWS Architecture Blog, "Exponential Backoff and Jitter", 2015).
- */
-export function backoffDelay(attempt: number, backoff: Backoff, random: () => number = Math.random): number {
-  const capped = Math.min(backoff.maxMs, backoff.baseMs * 2 ** Math.min(attempt - 1, 30));
-  return Math.round(capped / 2 + (random() * capped) / 2);
-}
-
-/**
  * The oldest events not yet published to Kafka, if this transaction is the one publisher:
  *
  *   select pg_try_advisory_xact_lock(hashtextextended('outbox:kafka-emitter', 0));
@@ -352,120 +341,4 @@ async function markDeadLettered(trx: Tx, dead: readonly DeadLetter[]): Promise<v
     update outbox_events e set kafka_dead_at = now(), kafka_error = d.error
       from unnest(${dead.map((entry) => entry.event.id)}::text[], ${dead.map((entry) => entry.error)}::text[]) as d(id, error)
      where e.id = d.id`.execute(trx);
-}
-
-type WakeSignal = Readonly<{ notify(): void; wait(timeoutMs: number): Promise<void> }>;
-
-/**
- * Wakes the loop early. Notifications that arrive while a step runs are remembered (one flag, not
- * a count: the next step takes whatever is there), so the loop never sleeps past a new event.
- */
-function createWakeSignal(): WakeSignal {
-  let pending = false;
-  let wakeUp: (() => void) | undefined;
-  return {
-    notify() {
-      pending = true;
-      wakeUp?.();
-    },
-    async wait(timeoutMs) {
-      if (!pending) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, timeoutMs);
-          wakeUp = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        wakeUp = undefined;
-      }
-      pending = false;
-    },
-  };
-}
-
-type Listener = { close(): Promise<void> };
-type Listening = Readonly<{ client: pg.PoolClient; release(error?: Error): void }>;
-
-/**
- * LISTEN on a dedicated pool client; calls `onEvent` on every NOTIFY of the outbox trigger, and
- * once after each (re)connect for whatever committed while nobody listened. When the connection
- * is lost it reconnects (with backoff) and listens again; polling covers the gap meanwhile. The
- * first connection is made before this returns, so a misconfigured database fails start-up.
- */
-async function listenForEvents(
-  pool: pg.Pool,
-  onEvent: () => void,
-  logger: Logger,
-  backoff: Backoff,
-  signal: AbortSignal,
-): Promise<Listener> {
-  let current: Listening | undefined;
-  let reconnecting: Promise<void> | undefined;
-
-  const connect = async (): Promise<void> => {
-    const client = await pool.connect();
-    let released = false;
-    const listening: Listening = {
-      client,
-      release(error) {
-        if (released) return;
-        released = true;
-        client.removeListener('notification', onEvent);
-        // An error destroys the connection instead of returning it to the pool.
-        client.release(error ?? false);
-      },
-    };
-    client.on('error', (error) => {
-      listening.release(error);
-      if (current !== listening) return;
-      current = undefined;
-      logger.warn({ err: error }, 'outbox listener lost its connection; reconnecting');
-      reconnecting = reconnect();
-    });
-    client.on('notification', onEvent);
-    try {
-      await client.query(`listen ${CHANNEL}`);
-    } catch (error) {
-      listening.release(error as Error);
-      throw error;
-    }
-    if (signal.aborted) {
-      listening.release(new Error('stopped while connecting'));
-      return;
-    }
-    current = listening;
-    onEvent();
-  };
-
-  const reconnect = async (): Promise<void> => {
-    for (let attempt = 1; !signal.aborted; attempt++) {
-      await sleep(backoffDelay(attempt, backoff), undefined, { signal }).catch(() => {});
-      if (signal.aborted) return;
-      try {
-        await connect();
-        logger.info({ attempt }, 'outbox listener reconnected');
-        return;
-      } catch (error) {
-        logger.warn({ err: error, attempt }, 'outbox listener could not reconnect');
-      }
-    }
-  };
-
-  await connect();
-  return {
-    /** Call after aborting `signal`: ends a reconnection in progress, then UNLISTENs and releases. */
-    async close() {
-      await reconnecting;
-      const listening = current;
-      current = undefined;
-      if (!listening) return;
-      try {
-        await listening.client.query(`unlisten ${CHANNEL}`);
-        listening.release();
-      } catch (error) {
-        listening.release(error as Error);
-      }
-    },
-  };
 }

@@ -1,16 +1,16 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
-import type pg from 'pg';
 import type { Db, Tx } from '../db/connection.ts';
-import { listen } from '../db/listener.ts';
+import type { Notifications } from '../db/notifications.ts';
+import { OUTBOX_CHANNEL } from '../db/outbox-events.repository.ts';
 import { newId } from '../lib/ids.ts';
 import type { Logger } from '../lib/logger.ts';
+import { createWakeSignal } from '../lib/wake-signal.ts';
 
 export type EnqueueDelivery = (trx: Tx, deliveryId: string, attempt: number, delayMs: number) => Promise<void>;
 
 export type RelayDeps = Readonly<{
   db: Db;
-  pool: pg.Pool;
+  notifications: Notifications;
   /** First attempts of new deliveries, in one insert. */
   enqueueMany: (trx: Tx, deliveryIds: readonly string[]) => Promise<void>;
   logger: Logger;
@@ -26,7 +26,7 @@ export type RelayDeps = Readonly<{
  * because it comes after a cursor, so an event whose transaction committed late is still relayed;
  * the unique (event, subscription) pair means never twice.
  */
-export async function relayPass(deps: RelayDeps): Promise<number> {
+export async function relayPass(deps: Pick<RelayDeps, 'db' | 'enqueueMany' | 'batchSize'>): Promise<number> {
   return deps.db.transaction().execute(async (trx) => {
     // skip locked: several instances relay at once, each takes rows the others are not on.
     const { rows } = await sql<{ id: string }>`
@@ -76,38 +76,28 @@ export async function relayPass(deps: RelayDeps): Promise<number> {
 /** Runs relay passes on every NOTIFY from the outbox, and every `pollMs` regardless. */
 export async function startRelay(deps: RelayDeps): Promise<{ stop(): Promise<void> }> {
   const pollMs = deps.pollMs ?? 1_000;
-  let wake: (() => void) | null = null;
-  let pending = false;
+  const batchSize = deps.batchSize ?? 500;
+  const wake = createWakeSignal();
   let stopped = false;
-  const notify = () => {
-    pending = true;
-    wake?.();
-  };
-  const listener = await listen(deps.pool, 'outbox_events', notify, deps.logger);
+  await deps.notifications.subscribe(OUTBOX_CHANNEL, wake.notify);
 
   const loop = (async () => {
     while (!stopped) {
-      pending = false;
       try {
         // Drain: a full batch means there may be more.
-        while (!stopped && (await relayPass(deps)) === (deps.batchSize ?? 500)) {}
+        while (!stopped && (await relayPass(deps)) === batchSize) {}
       } catch (error) {
         deps.logger.error({ err: error }, 'outbox relay pass failed; retrying');
       }
-      if (stopped || pending) continue;
-      const controller = new AbortController();
-      wake = () => controller.abort();
-      await sleep(pollMs, undefined, { signal: controller.signal }).catch(() => {});
-      wake = null;
+      if (!stopped) await wake.wait(pollMs);
     }
   })();
 
   return {
     async stop() {
       stopped = true;
-      wake?.();
+      wake.notify();
       await loop;
-      await listener.close();
     },
   };
 }
