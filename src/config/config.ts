@@ -240,19 +240,20 @@ function parseCidrList(value: string): string[] {
 
 /**
  * Connections some parts hold for long: each order in progress keeps its lock's session
- * (db/processing-store.ts), the relay keeps one for LISTEN, the Kafka emitter one for LISTEN and
- * one for each step's broker round trip. A step's own statements need one more from the same
- * pool: with every connection held (4 workers and a pool of 5, say), every step waited for a
- * connection that none could give back, and requests got 503 after the pool's 5 s. So the pool
- * must leave at least one connection over.
+ * (db/processing-store.ts), the process's notifications keep one for LISTEN (when the relay or the
+ * Kafka emitter runs), and the Kafka emitter one for each step's broker round trip. A step's own
+ * statements need one more from the same pool: with every connection held (4 workers and a pool
+ * of 5, say), every step waited for a connection that none could give back, and requests got 503
+ * after the pool's 5 s. So the pool must leave at least one connection over.
  */
 function assertPoolLargeEnough(e: z.infer<typeof envSchema>): void {
-  const held = e.WORKER_CONCURRENCY + (e.WEBHOOK_CONCURRENCY > 0 ? 1 : 0) + (e.KAFKA_BROKERS ? 2 : 0);
+  const listening = e.WEBHOOK_CONCURRENCY > 0 || e.KAFKA_BROKERS ? 1 : 0;
+  const held = e.WORKER_CONCURRENCY + listening + (e.KAFKA_BROKERS ? 1 : 0);
   if (e.DATABASE_POOL_SIZE > held) return;
   throw new ConfigError(
     `invalid configuration:\n  DATABASE_POOL_SIZE: ${e.DATABASE_POOL_SIZE} is too small: ${held} connections are held ` +
-      `for long (WORKER_CONCURRENCY=${e.WORKER_CONCURRENCY} order locks, the relay's LISTEN` +
-      `${e.KAFKA_BROKERS ? ", the Kafka emitter's LISTEN and step" : ''}); set it to at least ${held + 1}`,
+      `for long (WORKER_CONCURRENCY=${e.WORKER_CONCURRENCY} order locks, LISTEN` +
+      `${e.KAFKA_BROKERS ? ", the Kafka emitter's step" : ''}); set it to at least ${held + 1}`,
   );
 }
 

@@ -84,8 +84,8 @@ export function kafkaEnv(brokers: readonly string[], topic: string): Record<stri
     // Retries at most 1 s apart (30 s in production), so that recovery after a restart is quick.
     KAFKA_RETRY_MAX_DELAY_MS: '1000',
     // The test services' pool of 5 (test/helpers/service.ts) is for services without Kafka: the
-    // emitter holds one connection for LISTEN and one per step (for the broker's round trip), and
-    // with four workers, the relay and the webhook sender a create then waited past the pool's 5 s.
+    // emitter holds a connection per step (for the broker's round trip), beside four order locks
+    // and LISTEN (config.ts assertPoolLargeEnough), and the webhook sender needs some too.
     DATABASE_POOL_SIZE: '10',
   };
 }
