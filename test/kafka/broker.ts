@@ -112,6 +112,7 @@ export async function startKafkaBroker(options: BrokerOptions = {}): Promise<Kaf
       { stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child = process_;
+    killWithThisProcess(process_);
     let ready!: () => void;
     const started = new Promise<void>((resolve) => {
       ready = resolve;
@@ -173,6 +174,21 @@ export async function startKafkaBroker(options: BrokerOptions = {}): Promise<Kaf
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A broker must not outlive the test that started it (tap kills a test file that runs past its
+ * timeout with SIGKILL, and no handler runs then). A watchdog shell reads our end of a pipe: when
+ * this process dies, the pipe closes, `read` returns, and the watchdog SIGKILLs the broker. When
+ * the broker exits first, the watchdog is ended with it.
+ */
+function killWithThisProcess(broker: ChildProcess): void {
+  const watchdog = spawn('sh', ['-c', `read _ ; kill -9 ${broker.pid} 2>/dev/null`], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+  });
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+  broker.once('exit', () => watchdog.kill('SIGKILL'));
 }
 
 function serverProperties(settings: {

@@ -28,7 +28,6 @@ const { service, api, terminal } = await startProcessing(t, {
   ...kafkaEnv(broker.brokers, topic),
   WEBHOOK_ALLOWED_CIDRS: '127.0.0.0/8',
   PROVIDER_MAX_ATTEMPTS: '4',
-  MPESA_PUSH_DEADLINE_SECONDS: '3',
 });
 const subscription = await api.request('POST', '/webhook-subscriptions', { body: { url: subscriber.url } });
 t.equal(subscription.status, 201);
