@@ -15,17 +15,11 @@ import { type Logger, pino } from 'pino';
 import t, { type Test } from 'tap';
 import { createDb, type Db } from '../src/db/connection.ts';
 import { createNotifications } from '../src/db/notifications.ts';
+import { markPublished, takeUnpublishedEvents } from '../src/db/outbox-events.repository.ts';
 import { eventBody, type OutboxEvent } from '../src/domain/event-body.ts';
 import { enqueueFirstDeliveries } from '../src/jobs/queues.ts';
 import { eventRecord } from '../src/kafka/event-record.ts';
-import {
-  failureReason,
-  markPublished,
-  recordRejection,
-  sendSplittingRejects,
-  startKafkaEmitter,
-  takeUnpublishedEvents,
-} from '../src/kafka/kafka-emitter.ts';
+import { failureReason, recordRejection, sendSplittingRejects, startKafkaEmitter } from '../src/kafka/kafka-emitter.ts';
 import { backoffDelay } from '../src/lib/backoff.ts';
 import { relayPass } from '../src/outbox/relay.ts';
 import { type TestDatabase, testDatabase } from './helpers/database.ts';

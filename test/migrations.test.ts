@@ -3,8 +3,9 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import t, { type Test } from 'tap';
 import { migrate, readMigrations } from '../src/db/migrate.ts';
+import { EVENT_TYPES } from '../src/domain/event-types.ts';
 import { childEnv } from './helpers/child-env.ts';
-import { databaseUrl } from './helpers/database.ts';
+import { databaseUrl, testDatabase } from './helpers/database.ts';
 import { adminUrl } from './helpers/test-server.ts';
 
 /** A fresh, empty database (not a clone of the migrated template). */
@@ -117,4 +118,13 @@ t.test('npm run migrate applies the migrations to DATABASE_URL', async (t) => {
   const second = run();
   t.equal(second.status, 0);
   t.match(second.stdout, /up to date/);
+});
+
+t.test("the outbox's check constraint admits exactly the domain's event types", async (t) => {
+  const database = await testDatabase(t);
+  const rows = await database.rows<{ definition: string }>(
+    `select pg_get_constraintdef(oid) as definition from pg_constraint where conname = 'outbox_events_type_check'`,
+  );
+  const inConstraint = [...(rows[0]?.definition ?? '').matchAll(/'([a-z_.]+)'/g)].map((match) => match[1]).sort();
+  t.same(inConstraint, [...EVENT_TYPES].sort());
 });

@@ -1,4 +1,4 @@
-import { CompiledQuery, Kysely, PostgresDialect, type Transaction } from 'kysely';
+import { Kysely, PostgresDialect, type Transaction } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.ts';
 
@@ -35,17 +35,4 @@ export function createDb(pool: pg.Pool): Db {
 export async function closeDb(db: Db, pool: pg.Pool): Promise<void> {
   await db.destroy();
   if (!pool.ended) await pool.end();
-}
-
-/**
- * The one-method interface pg-boss asks for, run on a kysely transaction, so that
- * `boss.send(..., { db: jobDb(trx) })` writes the job in the caller's transaction.
- */
-export function jobDb(trx: Tx): { executeSql(text: string, values?: unknown[]): Promise<{ rows: any[] }> } {
-  return {
-    async executeSql(text, values = []) {
-      const result = await trx.executeQuery(CompiledQuery.raw(text, values));
-      return { rows: result.rows as any[] };
-    },
-  };
 }

@@ -34,17 +34,7 @@ export function createProcessingStore(deps: ProcessingStoreDeps): ProcessingStor
 
     load: (orderId) => loadState(db, orderId),
 
-    async markProcessing(orderId, reason) {
-      await db.transaction().execute(async (trx) => {
-        const moved = await trx
-          .updateTable('payment_orders')
-          .set({ status: 'PROCESSING', updated_at: sql<Date>`now()` })
-          .where('id', '=', orderId)
-          .where('status', '=', 'PENDING')
-          .executeTakeFirst();
-        if (Number(moved.numUpdatedRows) === 1) await insertTransition(trx, orderId, 'PENDING', 'PROCESSING', reason);
-      });
-    },
+    markProcessing: (orderId, reason) => db.transaction().execute((trx) => moveToProcessing(trx, orderId, reason)),
 
     async callbackToken(orderId) {
       const row = await db
@@ -58,8 +48,9 @@ export function createProcessingStore(deps: ProcessingStoreDeps): ProcessingStor
 
     calls: (order) => providerCalls(deps, order, () => assertStillLocked(locks, order.id)),
 
-    apply: (order, generation, decision, call) =>
+    apply: (order, generation, decision, call, options) =>
       db.transaction().execute(async (trx) => {
+        if (options?.fromPending) await moveToProcessing(trx, order.id, options.fromPending);
         if (call) await finishAttempt(trx, call.ticket, call.result, call.fact);
         return applyDecision(trx, deps.enqueue, order, generation, decision);
       }),
@@ -167,6 +158,17 @@ function providerCalls(
 }
 
 /** The decision, in the caller's transaction. Only the live generation of a PROCESSING order moves it. */
+/** PENDING → PROCESSING with its transition; nothing if the order already moved on. */
+async function moveToProcessing(trx: Tx, orderId: string, reason: string): Promise<void> {
+  const moved = await trx
+    .updateTable('payment_orders')
+    .set({ status: 'PROCESSING', updated_at: sql<Date>`now()` })
+    .where('id', '=', orderId)
+    .where('status', '=', 'PENDING')
+    .executeTakeFirst();
+  if (Number(moved.numUpdatedRows) === 1) await insertTransition(trx, orderId, 'PENDING', 'PROCESSING', reason);
+}
+
 async function applyDecision(
   trx: Tx,
   enqueue: EnqueueNext,

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomToken, sha256 } from '../lib/secrets.ts';
 
 const KEY_PREFIX = 'sk_';
 /** 32 random bytes, base64url: 43 characters. */
@@ -8,12 +8,12 @@ export type NewApiKey = Readonly<{ key: string; hash: Buffer; prefix: string }>;
 
 /** A new secret key. Only its hash and a short prefix (to tell keys apart in lists) are stored. */
 export function newApiKey(): NewApiKey {
-  const key = KEY_PREFIX + randomBytes(32).toString('base64url');
+  const key = KEY_PREFIX + randomToken(32);
   return { key, hash: hashApiKey(key), prefix: key.slice(0, 11) };
 }
 
 export function hashApiKey(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
+  return sha256(key);
 }
 
 export function looksLikeApiKey(value: string): boolean {
@@ -28,7 +28,7 @@ const OPERATOR_KEY_PATTERN = /^op_[A-Za-z0-9_-]{43}$/;
  * kind of key can be mistaken for the other, in a header or in a leaked log.
  */
 export function newOperatorKey(): NewApiKey {
-  const key = OPERATOR_KEY_PREFIX + randomBytes(32).toString('base64url');
+  const key = OPERATOR_KEY_PREFIX + randomToken(32);
   return { key, hash: hashApiKey(key), prefix: key.slice(0, 11) };
 }
 

@@ -1,7 +1,9 @@
+import type { EventType } from './event-types.ts';
+
 /** One committed outbox row, as the consumers of the outbox (webhook relay, Kafka emitter) see it. */
 export type OutboxEvent = {
   id: string;
-  type: string;
+  type: EventType;
   orderId: string;
   merchantId: string;
   createdAt: Date;
@@ -9,7 +11,7 @@ export type OutboxEvent = {
   payload: Record<string, unknown>;
 };
 
-export type EventBody = { id: string; type: string; createdAt: string; data: Record<string, unknown> };
+export type EventBody = { id: string; type: EventType; createdAt: string; data: Record<string, unknown> };
 
 /**
  * The JSON every consumer of an event receives, the webhook body and the Kafka value alike:

@@ -61,7 +61,17 @@ export interface ProcessingStore {
    * moved on. Returns false when the order had moved on (another generation, or no longer
    * PROCESSING): nothing but the attempt row is written.
    */
-  apply(order: PaymentOrder, generation: number, decision: Decision, call?: FinishedCall): Promise<boolean>;
+  /**
+   * The decision (and the call it follows), in one transaction. `fromPending`: the order is still
+   * PENDING and moves to PROCESSING (with that reason) in the same transaction.
+   */
+  apply(
+    order: PaymentOrder,
+    generation: number,
+    decision: Decision,
+    call?: FinishedCall,
+    options?: Readonly<{ fromPending?: string }>,
+  ): Promise<boolean>;
   /** An order no provider was ever called for fails in ONE transaction, from PENDING or PROCESSING. */
   failUnsent(order: PaymentOrder, generation: number, failure: Failure): Promise<boolean>;
   /**
@@ -111,13 +121,15 @@ export async function processPaymentOrder(
         await deps.store.failUnsent(state.order, generation, failure);
         return 'fail';
       }
-      if (state.order.status === 'PENDING') await deps.store.markProcessing(orderId, 'picked up');
       const unknownTraits = { idempotent: false };
       const decision = withoutProvider(
         deps.policy,
         stepHistory(state, { name: state.order.provider, traits: unknownTraits }),
       );
-      await deps.store.apply(state.order, generation, decision);
+      // One transaction: the move out of PENDING and the decision (a crash between two would leave
+      // a PROCESSING order whose step never ran).
+      const fromPending = state.order.status === 'PENDING' ? 'picked up' : undefined;
+      await deps.store.apply(state.order, generation, decision, undefined, { fromPending });
       return decision.type;
     }
     if (!state.order.paymentMethod && state.callCount === 0) {

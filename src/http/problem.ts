@@ -1,5 +1,6 @@
 import type { Response } from 'express';
 import type { z } from 'zod';
+import type { ErrorCode } from '../lib/error-codes.ts';
 import { CodedError } from '../lib/errors.ts';
 
 export type FieldError = Readonly<{ path: string; code: string; message: string }>;
@@ -15,7 +16,7 @@ export type Problem = Readonly<{
 }>;
 
 /** Each stable error code with its HTTP status and title. The one place codes become statuses. */
-const PROBLEMS: Readonly<Record<string, { status: number; title: string }>> = {
+const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: string }>> = {
   validation_failed: { status: 400, title: 'The request is not valid' },
   malformed_json: { status: 400, title: 'The body is not valid JSON' },
   malformed_path: { status: 400, title: 'The URL path is not valid' },
@@ -41,8 +42,8 @@ const PROBLEMS: Readonly<Record<string, { status: number; title: string }>> = {
   internal_error: { status: 500, title: 'Internal server error' },
 };
 
-export function problemFor(code: string, detail: string, extensions: Record<string, unknown> = {}): Problem {
-  const known = PROBLEMS[code] ?? PROBLEMS.internal_error!;
+export function problemFor(code: ErrorCode, detail: string, extensions: Record<string, unknown> = {}): Problem {
+  const known = PROBLEMS[code];
   return {
     // Relative URI reference (RFC 9457 §3.1.1): resolves against the API's own base URL.
     type: `/problems/${code}`,
@@ -58,7 +59,7 @@ export function sendProblem(res: Response, problem: Problem): void {
   res.status(problem.status).type('application/problem+json').send(JSON.stringify(problem));
 }
 
-/** A coded error raised in the domain or the HTTP layer, as a problem. Unknown codes are 500s. */
+/** A coded error raised in the domain or the HTTP layer, as a problem. */
 export function problemFromCodedError(error: CodedError): Problem {
   return problemFor(error.code, error.message, error.details ? { ...error.details } : {});
 }

@@ -1,7 +1,6 @@
-import type { PgBoss } from 'pg-boss';
+import { fromKysely, type PgBoss } from 'pg-boss';
 import { z } from 'zod';
 import type { Tx } from '../db/connection.ts';
-import { jobDb } from '../db/connection.ts';
 
 export const QUEUES = {
   /** One job per accepted order: send it to its provider. */
@@ -64,7 +63,7 @@ export function enqueueDeliverWebhook(boss: PgBoss) {
     await boss.send(
       QUEUES.deliverWebhook,
       { deliveryId, attempt },
-      { db: jobDb(trx), ...(startAfter ? { startAfter } : {}) },
+      { db: fromKysely(trx), ...(startAfter ? { startAfter } : {}) },
     );
   };
 }
@@ -74,7 +73,10 @@ export function enqueueProcessPaymentOrder(boss: PgBoss) {
   return async (trx: Tx, orderId: string, generation = 0, delayMs = 0): Promise<void> => {
     const payload: ProcessPaymentOrderPayload = { orderId, generation };
     const startAfter = delayMs > 0 ? new Date(Date.now() + delayMs) : undefined;
-    await boss.send(QUEUES.processPaymentOrder, payload, { db: jobDb(trx), ...(startAfter ? { startAfter } : {}) });
+    await boss.send(QUEUES.processPaymentOrder, payload, {
+      db: fromKysely(trx),
+      ...(startAfter ? { startAfter } : {}),
+    });
   };
 }
 
@@ -84,7 +86,7 @@ export function enqueueFirstDeliveries(boss: PgBoss) {
     await boss.insert(
       QUEUES.deliverWebhook,
       deliveryIds.map((deliveryId) => ({ data: { deliveryId, attempt: 1 } })),
-      { db: jobDb(trx) },
+      { db: fromKysely(trx) },
     );
   };
 }

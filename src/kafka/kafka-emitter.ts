@@ -1,12 +1,13 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ProduceAcks, Producer, stringSerializers } from '@platformatic/kafka';
-import type { Selectable } from 'kysely';
-import { sql } from 'kysely';
-import type { Db, Tx } from '../db/connection.ts';
+import type { Db } from '../db/connection.ts';
 import type { Notifications } from '../db/notifications.ts';
-import { OUTBOX_CHANNEL } from '../db/outbox-events.repository.ts';
-import type { OutboxEventsTable } from '../db/schema.ts';
-import { toOutboxEvent } from '../db/webhooks.repository.ts';
+import {
+  markDeadLettered,
+  markPublished,
+  OUTBOX_CHANNEL,
+  takeUnpublishedEvents,
+} from '../db/outbox-events.repository.ts';
 import type { OutboxEvent } from '../domain/event-body.ts';
 import { type Backoff, backoffDelay } from '../lib/backoff.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -300,45 +301,4 @@ async function runLoop(publish: () => Promise<StepOutcome>, context: LoopContext
     );
     await sleep(retryInMs, undefined, { signal }).catch(() => {});
   }
-}
-
-/**
- * The oldest events not yet published to Kafka, if this transaction is the one publisher:
- *
- *   select pg_try_advisory_xact_lock(hashtextextended('outbox:kafka-emitter', 0));
- *   select id, type, order_id, merchant_id, created_at, payload from outbox_events
- *    where kafka_published_at is null order by created_at, id limit $1
- *
- * A mark, not a cursor: a row whose transaction committed after a later row's is still unmarked,
- * so it is taken whenever it commits (see sql/003_events.sql). The advisory lock (held until this
- * transaction ends) keeps a second instance, or a step that overlaps a slow one, from sending the
- * same rows again; it returns [] when another holds it. No row locks: the relay must never wait for
- * a broker. Served by the partial index outbox_events_unpublished_idx.
- */
-export async function takeUnpublishedEvents(trx: Tx, limit: number): Promise<OutboxEvent[]> {
-  const { rows: lock } = await sql<{ locked: boolean }>`
-    select pg_try_advisory_xact_lock(hashtextextended('outbox:kafka-emitter', 0)) as locked`.execute(trx);
-  if (!lock[0]?.locked) return [];
-  const { rows } = await sql<Selectable<OutboxEventsTable>>`
-    select id, type, order_id, merchant_id, created_at, payload
-      from outbox_events
-     where kafka_published_at is null and kafka_dead_at is null
-     order by created_at, id
-     limit ${limit}`.execute(trx);
-  return rows.map(toOutboxEvent);
-}
-
-/** update outbox_events set kafka_published_at = now() where id = any($1) */
-export async function markPublished(trx: Tx, ids: readonly string[]): Promise<void> {
-  if (ids.length === 0) return;
-  await sql`update outbox_events set kafka_published_at = now() where id = any(${ids}::text[])`.execute(trx);
-}
-
-/** update outbox_events set kafka_dead_at = now(), kafka_error = $2 where id = $1 (each) */
-async function markDeadLettered(trx: Tx, dead: readonly DeadLetter[]): Promise<void> {
-  if (dead.length === 0) return;
-  await sql`
-    update outbox_events e set kafka_dead_at = now(), kafka_error = d.error
-      from unnest(${dead.map((entry) => entry.event.id)}::text[], ${dead.map((entry) => entry.error)}::text[]) as d(id, error)
-     where e.id = d.id`.execute(trx);
 }

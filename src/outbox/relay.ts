@@ -1,8 +1,7 @@
-import { sql } from 'kysely';
 import type { Db, Tx } from '../db/connection.ts';
 import type { Notifications } from '../db/notifications.ts';
-import { OUTBOX_CHANNEL } from '../db/outbox-events.repository.ts';
-import { newId } from '../lib/ids.ts';
+import { markRelayed, OUTBOX_CHANNEL, takeUnrelayedEventIds } from '../db/outbox-events.repository.ts';
+import { insertDeliveriesForEvents } from '../db/webhook-deliveries.repository.ts';
 import type { Logger } from '../lib/logger.ts';
 import { createWakeSignal } from '../lib/wake-signal.ts';
 
@@ -28,48 +27,12 @@ export type RelayDeps = Readonly<{
  */
 export async function relayPass(deps: Pick<RelayDeps, 'db' | 'enqueueMany' | 'batchSize'>): Promise<number> {
   return deps.db.transaction().execute(async (trx) => {
-    // skip locked: several instances relay at once, each takes rows the others are not on.
-    const { rows } = await sql<{ id: string }>`
-      select id from outbox_events where relayed_at is null
-      order by created_at, id limit ${deps.batchSize ?? 500}
-      for update skip locked`.execute(trx);
-    if (rows.length === 0) return 0;
-    const eventIds = rows.map((r) => r.id);
-    const pairs = await trx
-      .selectFrom('outbox_events as e')
-      .innerJoin('webhook_subscriptions as s', (join) =>
-        join
-          .onRef('s.merchant_id', '=', 'e.merchant_id')
-          .on('s.enabled', '=', true)
-          .on('s.deleted_at', 'is', null)
-          .on(sql<boolean>`e.type = any(s.events)`),
-      )
-      .select(['e.id as eventId', 's.id as subscriptionId'])
-      .where('e.id', 'in', eventIds)
-      .execute();
-    if (pairs.length > 0) {
-      const created = await trx
-        .insertInto('webhook_deliveries')
-        .values(
-          pairs.map((pair) => ({
-            id: newId('whd'),
-            event_id: pair.eventId,
-            subscription_id: pair.subscriptionId,
-            status: 'pending',
-            next_attempt_at: sql<Date>`now()`,
-          })),
-        )
-        .onConflict((conflict) => conflict.columns(['event_id', 'subscription_id']).doNothing())
-        .returning('id')
-        .execute();
-      if (created.length > 0)
-        await deps.enqueueMany(
-          trx,
-          created.map((d) => d.id),
-        );
-    }
-    await trx.updateTable('outbox_events').set({ relayed_at: sql<Date>`now()` }).where('id', 'in', eventIds).execute();
-    return rows.length;
+    const eventIds = await takeUnrelayedEventIds(trx, deps.batchSize ?? 500);
+    if (eventIds.length === 0) return 0;
+    const created = await insertDeliveriesForEvents(trx, eventIds);
+    if (created.length > 0) await deps.enqueueMany(trx, created);
+    await markRelayed(trx, eventIds);
+    return eventIds.length;
   });
 }
 

@@ -8,10 +8,10 @@ import type {
   ProviderCalls,
   ProviderOutcome,
 } from '../domain/provider.ts';
+import { retryAfterMs } from '../lib/retry-after.ts';
 import { toAnswer } from './answer.ts';
 import { mpesaAmountOrThrow } from './mpesa-amounts.ts';
 import { createProviderHttp, type GatedCall } from './provider-http.ts';
-import { retryAfterMs } from './stripe.ts';
 
 export type MpesaAdapterConfig = Readonly<{
   apiUrl: string;

@@ -6,6 +6,7 @@ import type {
   ProviderCalls,
   ProviderOutcome,
 } from '../domain/provider.ts';
+import { retryAfterMs } from '../lib/retry-after.ts';
 import { toAnswer } from './answer.ts';
 import { createProviderHttp } from './provider-http.ts';
 import { stripeAmountOrThrow } from './stripe-amounts.ts';
@@ -303,13 +304,4 @@ function errorText(error: unknown): string {
 function causeCode(error: Stripe.errors.StripeError): string | undefined {
   const detail = error.detail as { code?: string; cause?: { code?: string } } | undefined;
   return detail?.cause?.code ?? detail?.code;
-}
-
-/** Retry-After in seconds (or an HTTP date), as milliseconds. */
-export function retryAfterMs(value: string | undefined | null): number | undefined {
-  if (!value) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds * 1000, 3_600_000);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.min(date - Date.now(), 3_600_000));
 }

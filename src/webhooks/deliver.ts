@@ -3,14 +3,14 @@ import type { Db } from '../db/connection.ts';
 import {
   type AttemptOutcome,
   type DeliveryToSend,
-  disableSubscription,
   findDeliveriesToSend,
   recordAttemptOutcomes,
   startAttempts,
-} from '../db/webhooks.repository.ts';
+} from '../db/webhook-deliveries.repository.ts';
+import { disableSubscription } from '../db/webhook-subscriptions.repository.ts';
 import { eventBody } from '../domain/event-body.ts';
+import { retryAfterMs } from '../lib/retry-after.ts';
 import type { EnqueueDelivery } from '../outbox/relay.ts';
-import { retryAfterMs } from '../providers/stripe.ts';
 import { nextDelayMs } from './retry-schedule.ts';
 import { isForbiddenDestination } from './safe-http.ts';
 import { signWebhook } from './signing.ts';

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Test } from 'tap';
 import type { Db } from '../../src/db/connection.ts';
-import { toOutboxEvent } from '../../src/db/webhooks.repository.ts';
+import { toOutboxEvent } from '../../src/db/outbox-events.repository.ts';
 import { eventBody, type OutboxEvent } from '../../src/domain/event-body.ts';
 import type { ApiClient } from '../helpers/service.ts';
 import {

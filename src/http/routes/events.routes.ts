@@ -1,22 +1,15 @@
 import { type Request, type RequestHandler, Router } from 'express';
-import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Db } from '../../db/connection.ts';
-import {
-  findDeliveryFor,
-  findEvent,
-  findSubscription,
-  insertDelivery,
-  listEvents,
-  matchingSubscriptions,
-} from '../../db/webhooks.repository.ts';
+import { findEvent, listEvents } from '../../db/outbox-events.repository.ts';
 import { NotFoundError } from '../../domain/errors.ts';
 import { eventBody } from '../../domain/event-body.ts';
+import { EVENT_TYPES } from '../../domain/event-types.ts';
 import { idPattern } from '../../lib/ids.ts';
 import type { EnqueueDelivery } from '../../outbox/relay.ts';
+import { redeliverEvent } from '../../webhooks/redeliver.ts';
 import { jsonBody } from '../middleware.ts';
 import { HttpError, validationProblem } from '../problem.ts';
-import { EVENT_TYPES } from './webhook-subscriptions.routes.ts';
 
 const eventId = idPattern('evt');
 
@@ -80,33 +73,7 @@ export function eventRoutes(deps: EventRoutesDeps): Router {
       const problem = validationProblem(parsed.error, 'body');
       throw new HttpError('validation_failed', problem.detail, { details: { errors: problem.errors } });
     }
-    const wanted = parsed.data?.subscriptionId;
-    const targets = wanted
-      ? [await findSubscription(db, event.merchantId, wanted)].filter((s) => s !== null)
-      : await matchingSubscriptions(db, event.merchantId, event.type);
-    if (wanted && targets.length === 0) throw new NotFoundError('webhook subscription', wanted);
-    const deliveries = await db.transaction().execute(async (trx) => {
-      const ids: string[] = [];
-      for (const subscription of targets) {
-        const created = await insertDelivery(trx, event.id, subscription.id);
-        if (created) {
-          await deps.enqueue(trx, created, 1, 0);
-          ids.push(created);
-          continue;
-        }
-        const existing = await findDeliveryFor(trx, event.id, subscription.id);
-        if (!existing) continue;
-        // Back to pending, with the next attempt number; an older retry job for it turns stale.
-        await trx
-          .updateTable('webhook_deliveries')
-          .set({ status: 'pending', next_attempt_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
-          .where('id', '=', existing.id)
-          .execute();
-        await deps.enqueue(trx, existing.id, existing.attemptCount + 1, 0);
-        ids.push(existing.id);
-      }
-      return ids;
-    });
+    const deliveries = await redeliverEvent({ db, enqueue: deps.enqueue }, event, parsed.data?.subscriptionId);
     res
       .status(202)
       .json({ object: 'list', data: deliveries.map((deliveryId) => ({ id: deliveryId, status: 'pending' })) });

@@ -1,28 +1,23 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import type { Db } from '../../db/connection.ts';
+import { listDeliveries } from '../../db/webhook-deliveries.repository.ts';
 import {
   currentSecret,
   deleteSubscription,
   findSubscription,
   insertSubscription,
-  listDeliveries,
   listSubscriptions,
   rotateSecret,
   type Subscription,
-} from '../../db/webhooks.repository.ts';
+} from '../../db/webhook-subscriptions.repository.ts';
 import { NotFoundError } from '../../domain/errors.ts';
+import { EVENT_TYPES } from '../../domain/event-types.ts';
 import { idPattern } from '../../lib/ids.ts';
 import { newWebhookSecret } from '../../webhooks/signing.ts';
 import { checkWebhookUrl, type UrlPolicy } from '../../webhooks/url-policy.ts';
 import { jsonBody } from '../middleware.ts';
 import { HttpError, validationProblem } from '../problem.ts';
-
-export const EVENT_TYPES = [
-  'payment_order.completed',
-  'payment_order.failed',
-  'payment_order.review_required',
-] as const;
 
 const createBody = z.strictObject({
   url: z.string().min(1).max(2048),

@@ -1,24 +1,14 @@
+// Webhook deliveries (one per event and subscription) and their attempts.
 import type { Selectable } from 'kysely';
 import { sql } from 'kysely';
 import type { OutboxEvent } from '../domain/event-body.ts';
 import { newId } from '../lib/ids.ts';
 import type { Db, Tx } from './connection.ts';
-import type { OutboxEventsTable, WebhookDeliveriesTable, WebhookSubscriptionsTable } from './schema.ts';
+import { toOutboxEvent } from './outbox-events.repository.ts';
+import type { WebhookDeliveriesTable } from './schema.ts';
+import { type Subscription, toSubscription } from './webhook-subscriptions.repository.ts';
 
 type Executor = Db | Tx;
-
-export type Subscription = Readonly<{
-  id: string;
-  merchantId: string;
-  url: string;
-  events: readonly string[];
-  enabled: boolean;
-  disabledReason: string | null;
-  /** The secrets that sign now: the current one, and during a rotation the previous one. */
-  signingSecrets: readonly string[];
-  createdAt: Date;
-  updatedAt: Date;
-}>;
 
 export type Delivery = Readonly<{
   id: string;
@@ -33,33 +23,6 @@ export type Delivery = Readonly<{
   createdAt: Date;
 }>;
 
-export function toSubscription(row: Selectable<WebhookSubscriptionsTable>, now = new Date()): Subscription {
-  const previousLive =
-    row.previous_secret !== null && row.previous_secret_expires_at !== null && row.previous_secret_expires_at > now;
-  return {
-    id: row.id,
-    merchantId: row.merchant_id,
-    url: row.url,
-    events: row.events,
-    enabled: row.enabled,
-    disabledReason: row.disabled_reason,
-    signingSecrets: previousLive ? [row.secret, row.previous_secret as string] : [row.secret],
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-  };
-}
-
-export function toOutboxEvent(row: Selectable<OutboxEventsTable>): OutboxEvent {
-  return {
-    id: row.id,
-    type: row.type,
-    orderId: row.order_id,
-    merchantId: row.merchant_id,
-    createdAt: row.created_at,
-    payload: row.payload,
-  };
-}
-
 function toDelivery(row: Selectable<WebhookDeliveriesTable>): Delivery {
   return {
     id: row.id,
@@ -73,110 +36,6 @@ function toDelivery(row: Selectable<WebhookDeliveriesTable>): Delivery {
     deliveredAt: row.delivered_at,
     createdAt: row.created_at,
   };
-}
-
-export async function insertSubscription(
-  db: Executor,
-  merchantId: string,
-  url: string,
-  events: readonly string[],
-  secret: string,
-): Promise<Subscription> {
-  const row = await db
-    .insertInto('webhook_subscriptions')
-    .values({ id: newId('whs'), merchant_id: merchantId, url, events: [...events], secret })
-    .returningAll()
-    .executeTakeFirstOrThrow();
-  return toSubscription(row);
-}
-
-export async function findSubscription(db: Executor, merchantId: string, id: string): Promise<Subscription | null> {
-  const row = await db
-    .selectFrom('webhook_subscriptions')
-    .selectAll()
-    .where('merchant_id', '=', merchantId)
-    .where('id', '=', id)
-    .where('deleted_at', 'is', null)
-    .executeTakeFirst();
-  return row ? toSubscription(row) : null;
-}
-
-export async function listSubscriptions(db: Executor, merchantId: string): Promise<Subscription[]> {
-  const rows = await db
-    .selectFrom('webhook_subscriptions')
-    .selectAll()
-    .where('merchant_id', '=', merchantId)
-    .where('deleted_at', 'is', null)
-    .orderBy('id', 'desc')
-    .execute();
-  return rows.map((row) => toSubscription(row));
-}
-
-/** Soft delete: it never delivers again, its delivery history stays. */
-export async function deleteSubscription(db: Executor, merchantId: string, id: string): Promise<boolean> {
-  const result = await db
-    .updateTable('webhook_subscriptions')
-    .set({ deleted_at: sql<Date>`now()`, enabled: false, updated_at: sql<Date>`now()` })
-    .where('merchant_id', '=', merchantId)
-    .where('id', '=', id)
-    .where('deleted_at', 'is', null)
-    .executeTakeFirst();
-  return Number(result.numUpdatedRows) === 1;
-}
-
-/** The new secret signs from now on; the current one keeps signing for `overlapMs`. */
-export async function rotateSecret(
-  db: Executor,
-  merchantId: string,
-  id: string,
-  secret: string,
-  overlapMs: number,
-): Promise<Subscription | null> {
-  const row = await db
-    .updateTable('webhook_subscriptions')
-    .set({
-      previous_secret: sql<string>`secret`,
-      previous_secret_expires_at: sql<Date>`now() + make_interval(secs => ${overlapMs / 1000})`,
-      secret,
-      updated_at: sql<Date>`now()`,
-    })
-    .where('merchant_id', '=', merchantId)
-    .where('id', '=', id)
-    .where('deleted_at', 'is', null)
-    .returningAll()
-    .executeTakeFirst();
-  return row ? toSubscription(row) : null;
-}
-
-/** The secret itself, for the one answer that shows it (create and rotate). */
-export async function currentSecret(db: Executor, id: string): Promise<string> {
-  const row = await db
-    .selectFrom('webhook_subscriptions')
-    .select('secret')
-    .where('id', '=', id)
-    .executeTakeFirstOrThrow();
-  return row.secret;
-}
-
-export async function disableSubscription(db: Executor, id: string, reason: string): Promise<void> {
-  await db
-    .updateTable('webhook_subscriptions')
-    .set({ enabled: false, disabled_reason: reason, updated_at: sql<Date>`now()` })
-    .where('id', '=', id)
-    .execute();
-}
-
-/** Enabled, not deleted subscriptions of a merchant that want this event type. */
-export async function matchingSubscriptions(db: Executor, merchantId: string, type: string): Promise<Subscription[]> {
-  const rows = await db
-    .selectFrom('webhook_subscriptions')
-    .selectAll()
-    .where('merchant_id', '=', merchantId)
-    .where('enabled', '=', true)
-    .where('deleted_at', 'is', null)
-    .where(sql<boolean>`${type} = any(events)`)
-    .execute();
-  return rows.map((row) => toSubscription(row));
 }
 
 /**
@@ -380,43 +239,47 @@ export async function listDeliveries(
   }));
 }
 
-/** select * from outbox_events where id = $1 */
-export async function findEvent(db: Executor, id: string): Promise<OutboxEvent | null> {
-  const row = await db.selectFrom('outbox_events').selectAll().where('id', '=', id).executeTakeFirst();
-  return row ? toOutboxEvent(row) : null;
+/**
+ * A pending delivery for every enabled subscription of the events' merchants that wants the
+ * event's type, in one statement; a pair that already has one is left alone (unique (event,
+ * subscription): never twice). Returns the new deliveries' ids.
+ */
+export async function insertDeliveriesForEvents(trx: Tx, eventIds: readonly string[]): Promise<string[]> {
+  const pairs = await trx
+    .selectFrom('outbox_events as e')
+    .innerJoin('webhook_subscriptions as s', (join) =>
+      join
+        .onRef('s.merchant_id', '=', 'e.merchant_id')
+        .on('s.enabled', '=', true)
+        .on('s.deleted_at', 'is', null)
+        .on(sql<boolean>`e.type = any(s.events)`),
+    )
+    .select(['e.id as eventId', 's.id as subscriptionId'])
+    .where('e.id', 'in', eventIds)
+    .execute();
+  if (pairs.length === 0) return [];
+  const created = await trx
+    .insertInto('webhook_deliveries')
+    .values(
+      pairs.map((pair) => ({
+        id: newId('whd'),
+        event_id: pair.eventId,
+        subscription_id: pair.subscriptionId,
+        status: 'pending',
+        next_attempt_at: sql<Date>`now()`,
+      })),
+    )
+    .onConflict((conflict) => conflict.columns(['event_id', 'subscription_id']).doNothing())
+    .returning('id')
+    .execute();
+  return created.map((delivery) => delivery.id);
 }
 
-/**
- * The merchant's event log, newest first in commit order, keyset-paginated (the cursor is an event
- * id; the page continues below that event's place). Only events whose transaction is older than
- * every transaction still running are listed (sql/006_events_commit_order.sql), so an event that
- * commits late can never appear below one a poller has already seen:
- *
- *   select * from outbox_events
- *    where merchant_id = $1 and tx < pg_snapshot_xmin(pg_current_snapshot())
- *      [and type = $2] [and (tx, id) < (select tx, id from outbox_events where id = $3 and merchant_id = $1)]
- *    order by tx desc, id desc limit $4 + 1
- */
-export async function listEvents(
-  db: Executor,
-  query: { merchantId: string; type?: string | undefined; startingAfter?: string | undefined; limit: number },
-): Promise<{ events: OutboxEvent[]; hasMore: boolean }> {
-  let select = db
-    .selectFrom('outbox_events')
-    .selectAll()
-    .where('merchant_id', '=', query.merchantId)
-    .where(sql<boolean>`tx < pg_snapshot_xmin(pg_current_snapshot())`);
-  if (query.type) select = select.where('type', '=', query.type);
-  if (query.startingAfter) {
-    const cursor = query.startingAfter;
-    select = select.where(
-      sql<boolean>`(tx, id) < (select c.tx, c.id from outbox_events c where c.id = ${cursor} and c.merchant_id = ${query.merchantId})`,
-    );
-  }
-  const rows = await select
-    .orderBy('tx', 'desc')
-    .orderBy('id', 'desc')
-    .limit(query.limit + 1)
+/** update webhook_deliveries set status = 'pending', next_attempt_at = now() where id = $1 (a redelivery) */
+export async function reopenDelivery(trx: Tx, id: string): Promise<void> {
+  await trx
+    .updateTable('webhook_deliveries')
+    .set({ status: 'pending', next_attempt_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
     .execute();
-  return { events: rows.slice(0, query.limit).map(toOutboxEvent), hasMore: rows.length > query.limit };
 }
