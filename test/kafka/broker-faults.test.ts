@@ -8,12 +8,13 @@
  */
 import t from 'tap';
 import { startProcessing } from '../helpers/processing.ts';
-import { startSubscriber } from '../helpers/subscriber.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
   compareWithTopic,
   createOrder,
   declined,
+  finishedOrders,
+  gatewayWithSubscriber,
   kafkaEnv,
   kafkaMarks,
   outboxEvents,
@@ -117,15 +118,9 @@ t.test(
 t.test('broker down at start, up later: the gateway starts, webhooks go out, Kafka catches up', async (t) => {
   const broker = await ownBroker(t, { startNow: false });
   const topic = topicName('late');
-  const subscriber = await startSubscriber(t);
-  const { service, api, terminal } = await startProcessing(t, {
-    ...kafkaEnv(broker.brokers, topic),
-    WEBHOOK_ALLOWED_CIDRS: '127.0.0.0/8',
-  });
-  t.equal((await api.request('POST', '/webhook-subscriptions', { body: { url: subscriber.url } })).status, 201);
-  const ids: string[] = [];
-  for (let i = 0; i < 10; i++) ids.push(await createOrder(api, i % 2 ? declined : visa));
-  await Promise.all(ids.map((id) => terminal(id, 30_000)));
+  const gateway = await gatewayWithSubscriber(t, broker.brokers, topic);
+  const { service, subscriber } = gateway;
+  const ids = await finishedOrders(gateway, 10, (i) => (i % 2 ? declined : visa));
 
   // The relay is not held up by the unreachable broker: every webhook arrives while it is down.
   await waitFor('every webhook delivered while Kafka is down', () => subscriber.received.length >= ids.length, {

@@ -5,15 +5,13 @@
  * event-id and event-type; every outbox row gets kafka_published_at.
  */
 import t from 'tap';
-import { startProcessing } from '../helpers/processing.ts';
-import { startSubscriber } from '../helpers/subscriber.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
   anyBroker,
   compareWithTopic,
   createOrder,
   declined,
-  kafkaEnv,
+  gatewayWithSubscriber,
   kafkaMarks,
   outboxEvents,
   topicName,
@@ -23,14 +21,8 @@ import {
 const broker = await anyBroker(t);
 const topic = topicName('flow');
 await broker.createTopic(topic);
-const subscriber = await startSubscriber(t);
-const { service, api, terminal } = await startProcessing(t, {
-  ...kafkaEnv(broker.brokers, topic),
-  WEBHOOK_ALLOWED_CIDRS: '127.0.0.0/8',
-  PROVIDER_MAX_ATTEMPTS: '4',
-});
-const subscription = await api.request('POST', '/webhook-subscriptions', { body: { url: subscriber.url } });
-t.equal(subscription.status, 201);
+const gateway = await gatewayWithSubscriber(t, broker.brokers, topic, { PROVIDER_MAX_ATTEMPTS: '4' });
+const { service, api, terminal, subscriber } = gateway;
 
 t.test('completed and failed orders of both providers: one record each, as the webhook body', async (t) => {
   const methods = [visa, declined, { type: 'mpesa', phone: '254708374149' }, { type: 'mpesa', phone: '254708371032' }];

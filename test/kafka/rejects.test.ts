@@ -12,12 +12,13 @@ import { Admin, ConfigResourceTypes, IncrementalAlterConfigOperationTypes } from
 import t from 'tap';
 import { startProcessing } from '../helpers/processing.ts';
 import { startTestService } from '../helpers/service.ts';
-import { startSubscriber } from '../helpers/subscriber.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
   anyBroker,
   compareWithTopic,
   createOrder,
+  finishedOrders,
+  gatewayWithSubscriber,
   kafkaEnv,
   kafkaMarks,
   outboxEvents,
@@ -130,15 +131,9 @@ t.test(
   'a missing topic: retried, counted as topic_missing, logged as an error; published once it exists',
   async (t) => {
     const topic = topicName('missing');
-    const subscriber = await startSubscriber(t);
-    const { service, api, terminal } = await startProcessing(t, {
-      ...kafkaEnv(broker.brokers, topic),
-      WEBHOOK_ALLOWED_CIDRS: '127.0.0.0/8',
-    });
-    t.equal((await api.request('POST', '/webhook-subscriptions', { body: { url: subscriber.url } })).status, 201);
-    const ids: string[] = [];
-    for (let i = 0; i < 5; i++) ids.push(await createOrder(api, visa));
-    await Promise.all(ids.map((id) => terminal(id, 30_000)));
+    const gateway = await gatewayWithSubscriber(t, broker.brokers, topic);
+    const { service, subscriber } = gateway;
+    const ids = await finishedOrders(gateway, 5);
     await waitFor('webhooks delivered meanwhile', () => subscriber.received.length >= ids.length);
     await waitFor('failures counted as topic_missing', async () =>
       /^kafka_publish_failures_total\{reason="topic_missing"\} [1-9]/m.test(await metricsOf(service.url)),

@@ -4,11 +4,13 @@
  * what Apache Kafka's own consumer reads back from the topic.
  */
 import { randomUUID } from 'node:crypto';
-import type { Test } from 'tap';
+import type { Test as TapTest, Test } from 'tap';
 import type { Db } from '../../src/db/connection.ts';
 import { toOutboxEvent } from '../../src/db/outbox-events.repository.ts';
 import { eventBody, type OutboxEvent } from '../../src/domain/event-body.ts';
+import { type ProcessingHarness, startProcessing } from '../helpers/processing.ts';
 import type { ApiClient } from '../helpers/service.ts';
+import { startSubscriber } from '../helpers/subscriber.ts';
 import {
   type BrokerOptions,
   type ConsumedRecord,
@@ -142,4 +144,37 @@ export function compareWithTopic(events: readonly OutboxEvent[], records: readon
     mismatched,
     unknown,
   };
+}
+
+/**
+ * A processing gateway with the emitter on `topic`, and a webhook subscriber subscribed to every
+ * event (so that a test can see the relay go on whatever Kafka does).
+ */
+export async function gatewayWithSubscriber(
+  t: TapTest,
+  brokers: readonly string[],
+  topic: string,
+  env: Record<string, string> = {},
+): Promise<ProcessingHarness & { subscriber: Awaited<ReturnType<typeof startSubscriber>> }> {
+  const subscriber = await startSubscriber(t);
+  const harness = await startProcessing(t, {
+    ...kafkaEnv(brokers, topic),
+    WEBHOOK_ALLOWED_CIDRS: '127.0.0.0/8',
+    ...env,
+  });
+  const res = await harness.api.request('POST', '/webhook-subscriptions', { body: { url: subscriber.url } });
+  if (res.status !== 201) throw new Error(`POST /webhook-subscriptions answered ${res.status}: ${res.text}`);
+  return { ...harness, subscriber };
+}
+
+/** `count` orders created one after another (`method(i)` pays for the i-th), all waited to the end. */
+export async function finishedOrders(
+  harness: ProcessingHarness,
+  count: number,
+  method: (i: number) => unknown = () => visa,
+): Promise<string[]> {
+  const ids: string[] = [];
+  for (let i = 0; i < count; i++) ids.push(await createOrder(harness.api, method(i)));
+  await Promise.all(ids.map((id) => harness.terminal(id, 60_000)));
+  return ids;
 }
