@@ -34,6 +34,7 @@ import {
   BENCH_ORDER,
   type Cleanup,
   createMerchant,
+  formatTable,
   interrupted,
   openBenchDatabase,
   percentile,
@@ -734,14 +735,6 @@ function verdict(backlogs: readonly Backlog[], whole: WholeRun): number {
 
 function formatCounts(counts: ReadonlyMap<string, number>): string {
   return [...counts.entries()].map(([name, n]) => `${n} ${name}`).join(', ') || 'none';
-}
-
-/** The first column left-aligned, the others right-aligned, indented by two spaces. */
-function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]?.length ?? 0)));
-  const format = (cells: readonly string[]) =>
-    `  ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ')}`;
-  return [format(header), ...rows.map(format)].join('\n');
 }
 
 main().catch((error: unknown) => {

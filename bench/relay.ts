@@ -20,43 +20,49 @@
 // Exits 1 only if some event was not received by its deadline (BENCH_DEADLINE_SECONDS, default 300,
 // for the throughput phase; 30 s per event otherwise). Database as in the other benches: a fresh one
 // on DATABASE_URL's server, or a temporary embedded PostgreSQL; everything stopped and dropped at the end.
-import { type ChildProcess, fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+// measureRelay() runs the same phases on a database another bench owns (bench/kafka.ts prints the
+// relay's figures beside the Kafka emitter's).
+import { fork } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { freePort } from '../src/db/embedded-postgres.ts';
-import { newOrder } from '../src/domain/create-payment-order.ts';
-import { orderJson } from '../src/domain/order-json.ts';
-import type { PaymentOrder } from '../src/domain/payment-order.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
-import { newId } from '../src/lib/ids.ts';
 import { PGBOSS_SCHEMA } from '../src/service.ts';
 import {
-  BENCH_ORDER,
+  type ArrivalLog,
   type Cleanup,
+  type CpuUse,
+  commitEvents,
+  cpuSnapshot,
+  cpuUse,
+  createArrivalLog,
   createMerchant,
+  formatTable,
   interrupted,
+  nowMs,
   openBenchDatabase,
   percentile,
+  positiveInteger,
   positiveNumber,
   runCleanups,
   type ServiceProcess,
   sleep,
   spawnService,
+  stopForked,
   stopOnCtrlC,
 } from './support.ts';
 
 const SUBSCRIBER_FLAG = '--subscriber';
 
-const EVENTS = integer('BENCH_EVENTS', 5000);
-const IDLE_EVENTS = integer('BENCH_IDLE_EVENTS', 50);
-const WARMUP_EVENTS = integer('BENCH_WARMUP_EVENTS', 5);
-const BATCH = integer('BENCH_BATCH', 100);
-const WEBHOOK_CONCURRENCY = integer('BENCH_WEBHOOK_CONCURRENCY', 128);
-const POOL_SIZE = integer('BENCH_POOL_SIZE', 20);
+const EVENTS = positiveInteger('BENCH_EVENTS', 5000);
+const IDLE_EVENTS = positiveInteger('BENCH_IDLE_EVENTS', 50);
+const WARMUP_EVENTS = positiveInteger('BENCH_WARMUP_EVENTS', 5);
+const BATCH = positiveInteger('BENCH_BATCH', 100);
+const WEBHOOK_CONCURRENCY = positiveInteger('BENCH_WEBHOOK_CONCURRENCY', 128);
+const POOL_SIZE = positiveInteger('BENCH_POOL_SIZE', 20);
 const DEADLINE_MS = positiveNumber('BENCH_DEADLINE_SECONDS', process.env.BENCH_DEADLINE_SECONDS, 300) * 1000;
 const TARGET_RATE = 2000;
 const TARGET_IDLE_P50_MS = 100;
@@ -70,14 +76,6 @@ const SUBSCRIBER_START_TIMEOUT_MS = 30_000;
 const SUBSCRIBER_STOP_TIMEOUT_MS = 5_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 const PROGRESS_EVERY_MS = 5_000;
-
-const PROVIDER = 'stripe';
-const EVENT_TYPE = 'payment_order.completed';
-
-/** Milliseconds since the epoch with sub-millisecond precision; comparable across this machine's processes. */
-function nowMs(): number {
-  return performance.timeOrigin + performance.now();
-}
 
 // ---------------------------------------------------------------------------------------------
 // The subscriber (child process)
@@ -131,12 +129,12 @@ type Subscriber = Readonly<{
   url: string;
   pid: number | undefined;
   /** Resolves true once every id was received at least once, false on timeout or Ctrl-C. */
-  waitFor(ids: readonly string[], timeoutMs: number): Promise<boolean>;
-  firstReceiptMs(id: string): number | undefined;
+  waitFor: ArrivalLog['waitFor'];
+  firstReceiptMs: ArrivalLog['firstMs'];
   /** Requests received for this id beyond the first. */
-  duplicates(id: string): number;
-  requests(): number;
-  withoutId(): number;
+  duplicates: ArrivalLog['duplicates'];
+  requests: ArrivalLog['total'];
+  withoutId: ArrivalLog['withoutId'];
 }>;
 
 async function startSubscriber(cleanups: Cleanup[]): Promise<Subscriber> {
@@ -147,28 +145,12 @@ async function startSubscriber(cleanups: Cleanup[]): Promise<Subscriber> {
     child.once('exit', (code, signal) => resolve(`exited with ${signal ?? code}`));
     child.once('error', (error) => resolve(`failed: ${error.message}`));
   });
-  cleanups.push(() => stopSubscriber(child, exited));
+  cleanups.push(() => stopForked(child, exited, SUBSCRIBER_STOP_TIMEOUT_MS));
 
-  const first = new Map<string, number>();
-  const counts = new Map<string, number>();
-  let requests = 0;
-  let withoutId = 0;
-  let waiter: { remaining: Set<string>; done: () => void } | null = null;
+  const log = createArrivalLog();
   child.on('message', (message: FromSubscriber) => {
     if (message.type !== 'received') return;
-    for (const [id, at] of message.receipts) {
-      requests++;
-      if (id === '') {
-        withoutId++;
-        continue;
-      }
-      counts.set(id, (counts.get(id) ?? 0) + 1);
-      if (!first.has(id)) {
-        first.set(id, at);
-        waiter?.remaining.delete(id);
-      }
-    }
-    if (waiter && waiter.remaining.size === 0) waiter.done();
+    for (const [id, at] of message.receipts) log.record(id, at);
   });
 
   const port = await new Promise<number>((resolve, reject) => {
@@ -190,37 +172,12 @@ async function startSubscriber(cleanups: Cleanup[]): Promise<Subscriber> {
   return {
     url: `http://127.0.0.1:${port}/hook`,
     pid: child.pid,
-    waitFor(ids, timeoutMs) {
-      const remaining = new Set(ids.filter((id) => !first.has(id)));
-      if (remaining.size === 0) return Promise.resolve(true);
-      return new Promise<boolean>((resolve) => {
-        const finish = (ok: boolean) => {
-          clearTimeout(timer);
-          clearInterval(watch);
-          waiter = null;
-          resolve(ok);
-        };
-        const timer = setTimeout(() => finish(false), timeoutMs);
-        const watch = setInterval(() => {
-          if (interrupted()) finish(false);
-        }, 200);
-        waiter = { remaining, done: () => finish(true) };
-      });
-    },
-    firstReceiptMs: (id) => first.get(id),
-    duplicates: (id) => Math.max(0, (counts.get(id) ?? 0) - 1),
-    requests: () => requests,
-    withoutId: () => withoutId,
+    waitFor: log.waitFor,
+    firstReceiptMs: log.firstMs,
+    duplicates: log.duplicates,
+    requests: log.total,
+    withoutId: log.withoutId,
   };
-}
-
-async function stopSubscriber(child: ChildProcess, exited: Promise<string>): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  if (child.connected) child.send('stop');
-  else child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), SUBSCRIBER_STOP_TIMEOUT_MS);
-  await exited;
-  clearTimeout(timer);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -244,12 +201,63 @@ async function main(): Promise<void> {
   const cleanups: Cleanup[] = [];
   try {
     const database = await openBenchDatabase(cleanups);
+    const run = await runRelay(database.url);
+    printSummary(run);
+    if (interrupted()) {
+      process.stdout.write('interrupted: the phases above may be incomplete\n');
+      process.exitCode = 130;
+    } else {
+      process.exitCode = run.reports.some((report) => report.phase.missing > 0) ? 1 : 0;
+    }
+  } finally {
+    await runCleanups(cleanups);
+  }
+}
+
+/** What one run of the phases found; the gateway and the subscriber are stopped by then. */
+type RelayRun = Readonly<{ reports: PhaseReport[]; requests: number; withoutId: number }>;
+
+/** One phase's figures as another bench tabulates them (bench/kafka.ts). */
+export type RelayPhaseFigures = Readonly<{
+  name: string;
+  events: number;
+  received: number;
+  duplicates: number;
+  /** Events not received by the deadline. */
+  missing: number;
+  /** events / (last first receipt − first commit); null for the idle phase or if some did not arrive. */
+  perSecond: number | null;
+  /** Commit returned → first request at the subscriber, per received event. */
+  latenciesMs: readonly number[];
+}>;
+
+/**
+ * The relay's phases (warm-up, idle, throughput) exactly as `npm run bench:relay` runs them, with a
+ * gateway and a subscriber of their own on `databaseUrl` (a fresh database the caller owns and
+ * drops); both are stopped before it returns. BENCH_EVENTS and the other knobs are this file's.
+ */
+export async function measureRelay(databaseUrl: string): Promise<RelayPhaseFigures[]> {
+  const { reports } = await runRelay(databaseUrl);
+  return reports.map((r) => ({
+    name: r.phase.name,
+    events: r.phase.ids.length,
+    received: r.received,
+    duplicates: r.duplicates,
+    missing: r.phase.missing,
+    perSecond: r.phase.spanMs !== null ? r.phase.ids.length / (r.phase.spanMs / 1000) : null,
+    latenciesMs: r.latenciesMs,
+  }));
+}
+
+async function runRelay(databaseUrl: string): Promise<RelayRun> {
+  const cleanups: Cleanup[] = [];
+  try {
     const subscriber = await startSubscriber(cleanups);
 
     const service = spawnService(
       {
         ...process.env,
-        DATABASE_URL: database.url,
+        DATABASE_URL: databaseUrl,
         PORT: String(await freePort()),
         HOST: '127.0.0.1',
         LOG_LEVEL: 'warn',
@@ -264,9 +272,9 @@ async function main(): Promise<void> {
     cleanups.push(service.stop);
     await service.ready; // migrated, queues created, relay and webhook workers running
 
-    const merchant = await createMerchant(database.url);
+    const merchant = await createMerchant(databaseUrl);
     const subscriptionId = await createSubscription(service.url, merchant.apiKey, subscriber.url);
-    const pool = new pg.Pool({ connectionString: database.url, max: 2, application_name: 'bench-relay' });
+    const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'bench-relay' });
     pool.on('error', () => {}); // an idle client losing its server must not crash the bench
     cleanups.push(() => pool.end());
 
@@ -285,13 +293,7 @@ async function main(): Promise<void> {
 
     const reports: PhaseReport[] = [];
     for (const phase of phases) reports.push(await describePhase(pool, phase, subscriber));
-    printSummary(reports, subscriber);
-    if (interrupted()) {
-      process.stdout.write('interrupted: the phases above may be incomplete\n');
-      process.exitCode = 130;
-    } else {
-      process.exitCode = phases.some((phase) => phase.missing > 0) ? 1 : 0;
-    }
+    return { reports, requests: subscriber.requests(), withoutId: subscriber.withoutId() };
   } finally {
     await runCleanups(cleanups);
   }
@@ -336,79 +338,6 @@ function postJson(url: URL, apiKey: string, payload: unknown): Promise<{ status:
 
 // ---------------------------------------------------------------------------------------------
 // Producing terminal events
-
-const INSERT_ORDERS_SQL = `
-  insert into payment_orders (id, merchant_id, status, amount, currency, provider, payment_method, reference,
-    description, metadata, provider_reference, idempotency_key, created_at, updated_at)
-  select id, merchant_id, status, amount, currency, provider, payment_method::jsonb, reference,
-    description, metadata::jsonb, provider_reference, idempotency_key, created_at, updated_at
-  from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
-    $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
-    as t(id, merchant_id, status, amount, currency, provider, payment_method, reference,
-      description, metadata, provider_reference, idempotency_key, created_at, updated_at)`;
-const INSERT_EVENTS_SQL = `
-  insert into outbox_events (id, merchant_id, order_id, type, payload)
-  select id, merchant_id, order_id, type, payload::jsonb
-  from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) as t(id, merchant_id, order_id, type, payload)`;
-
-let orderCount = 0;
-
-/**
- * `count` COMPLETED orders and their payment_order.completed outbox events in one transaction
- * (status COMPLETED on INSERT is allowed: the state machine's trigger is BEFORE UPDATE only).
- * Returns the event ids and when COMMIT returned.
- */
-async function commitEvents(
-  pool: pg.Pool,
-  merchantId: string,
-  count: number,
-): Promise<{ ids: string[]; committedAtMs: number }> {
-  const now = new Date();
-  const orders: PaymentOrder[] = Array.from({ length: count }, () => {
-    const n = ++orderCount;
-    return {
-      ...newOrder(merchantId, PROVIDER, BENCH_ORDER, now),
-      status: 'COMPLETED',
-      providerReference: `pi_bench_relay_${n}`,
-    };
-  });
-  const eventIds = orders.map(() => newId('evt'));
-  const client = await pool.connect();
-  try {
-    await client.query('begin');
-    await client.query(INSERT_ORDERS_SQL, [
-      orders.map((o) => o.id),
-      orders.map((o) => o.merchantId),
-      orders.map((o) => o.status),
-      orders.map((o) => o.amount),
-      orders.map((o) => o.currency),
-      orders.map((o) => o.provider),
-      orders.map((o) => (o.paymentMethod ? JSON.stringify(o.paymentMethod) : null)),
-      orders.map((o) => o.reference),
-      orders.map((o) => o.description),
-      orders.map((o) => JSON.stringify(o.metadata)),
-      orders.map((o) => o.providerReference),
-      orders.map((o) => `bench-relay-${o.id}`),
-      orders.map((o) => o.createdAt),
-      orders.map((o) => o.updatedAt),
-    ]);
-    await client.query(INSERT_EVENTS_SQL, [
-      eventIds,
-      orders.map((o) => o.merchantId),
-      orders.map((o) => o.id),
-      orders.map(() => EVENT_TYPE),
-      orders.map((o) => JSON.stringify(orderJson(o))),
-    ]);
-    await client.query('commit');
-    const committedAtMs = nowMs();
-    return { ids: eventIds, committedAtMs };
-  } catch (error) {
-    await client.query('rollback').catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Phases
@@ -640,54 +569,9 @@ async function settledStatuses(pool: pg.Pool, ids: readonly string[], expected: 
 }
 
 // ---------------------------------------------------------------------------------------------
-// CPU use (Linux /proc; "n/a" elsewhere)
-
-type CpuSnapshot = Readonly<{ busy: number; total: number; perPid: (number | null)[] }> | null;
-type CpuUse = Readonly<{ seconds: number; machineBusy: number; perPid: (number | null)[] }>;
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-function cpuSnapshot(pids: readonly (number | undefined)[]): CpuSnapshot {
-  try {
-    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
-    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
-    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
-    return { busy: total - idle, total, perPid: pids.map(processTicks) };
-  } catch {
-    return null;
-  }
-}
-
-function processTicks(pid: number | undefined): number | null {
-  if (pid === undefined) return null;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return Number(fields[11]) + Number(fields[12]); // utime + stime
-  } catch {
-    return null;
-  }
-}
-
-/** Shares of one CPU (1 = 100 % of one CPU) over the interval. */
-function cpuUse(before: CpuSnapshot, after: CpuSnapshot): CpuUse | null {
-  if (!before || !after || after.total === before.total) return null;
-  const cpus = availableParallelism();
-  const seconds = (after.total - before.total) / CLOCK_TICKS / cpus;
-  const share = (ticks: number) => ticks / CLOCK_TICKS / seconds;
-  return {
-    seconds,
-    machineBusy: share(after.busy - before.busy),
-    perPid: after.perPid.map((ticks, i) => {
-      const was = before.perPid[i];
-      return ticks === null || was === null || was === undefined ? null : share(ticks - was);
-    }),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------
 // Report
 
-function printSummary(reports: readonly PhaseReport[], subscriber: Subscriber): void {
+function printSummary({ reports, requests, withoutId }: RelayRun): void {
   const ms = (values: readonly number[], p: number) => (values.length > 0 ? percentile(values, p).toFixed(1) : 'n/a');
   const out: string[] = [
     '',
@@ -744,7 +628,7 @@ function printSummary(reports: readonly PhaseReport[], subscriber: Subscriber): 
     '',
     '  (relayed_at and pg-boss started_on are transaction start times by the database clock; the receipt is the',
     "   subscriber's clock and the commit the bench's: all this machine's, so a segment can read slightly negative)",
-    `  subscriber: ${subscriber.requests()} requests in all (warm-up included), ${subscriber.withoutId()} without a webhook-id`,
+    `  subscriber: ${requests} requests in all (warm-up included), ${withoutId} without a webhook-id`,
     '',
     ...verdictLines(reports),
     '',
@@ -795,23 +679,14 @@ function formatCounts(counts: ReadonlyMap<string, number>): string {
   return [...counts.entries()].map(([name, n]) => `${n} ${name}`).join(', ') || 'none';
 }
 
-/** The first column left-aligned, the others right-aligned, indented by two spaces. */
-function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]?.length ?? 0)));
-  const format = (cells: readonly string[]) =>
-    `  ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ')}`;
-  return [format(header), ...rows.map(format)].join('\n');
-}
-
-function integer(name: string, fallback: number): number {
-  return Math.round(positiveNumber(name, process.env[name], fallback));
-}
-
-if (process.argv[2] === SUBSCRIBER_FLAG) {
-  runSubscriber();
-} else {
-  main().catch((error: unknown) => {
-    process.stderr.write(`bench failed: ${(error as Error)?.stack ?? String(error)}\n`);
-    process.exitCode = 1;
-  });
+// Run as a script (not when bench/kafka.ts imports measureRelay).
+if (import.meta.main) {
+  if (process.argv[2] === SUBSCRIBER_FLAG) {
+    runSubscriber();
+  } else {
+    main().catch((error: unknown) => {
+      process.stderr.write(`bench failed: ${(error as Error)?.stack ?? String(error)}\n`);
+      process.exitCode = 1;
+    });
+  }
 }

@@ -1,11 +1,13 @@
 // What the benchmarks share: a throwaway database (on DATABASE_URL's server or a temporary embedded
-// PostgreSQL), a merchant with an API key, the service in child processes, Ctrl-C handling and
-// cleanup in reverse order, and a few small numeric helpers.
+// PostgreSQL), a merchant with an API key, terminal events committed as the gateway commits them,
+// the service in child processes, arrivals reported by a child process, Ctrl-C handling and cleanup
+// in reverse order, CPU use, tables, and a few small numeric helpers.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
@@ -13,12 +15,17 @@ import { createDb, createPool } from '../src/db/connection.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.ts';
 import { ensureMerchant, insertApiKey } from '../src/db/merchants.repository.ts';
 import { newApiKey } from '../src/domain/api-key.ts';
-import type { NewPaymentOrder } from '../src/domain/payment-order.ts';
+import { newOrder } from '../src/domain/create-payment-order.ts';
+import { orderJson } from '../src/domain/order-json.ts';
+import type { NewPaymentOrder, PaymentOrder } from '../src/domain/payment-order.ts';
+import { newId } from '../src/lib/ids.ts';
 import { createLogger } from '../src/lib/logger.ts';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const STARTUP_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
+/** An embedded server's fast shutdown takes well under a second here; past this it is taken as gone. */
+const EMBEDDED_STOP_TIMEOUT_MS = 10_000;
 
 // ---------------------------------------------------------------------------------------------
 // Ctrl-C and cleanup
@@ -64,7 +71,10 @@ export async function startDatabaseServer(): Promise<DatabaseServer> {
     return {
       adminUrl: embedded.url,
       stop: async () => {
-        await embedded.stop();
+        // Ctrl-C reaches the server too (same process group) and it shuts down by itself; then
+        // embedded-postgres's stop() waits for an exit that has already happened, for ever (and the
+        // bench would end there, silently, without removing the directory).
+        await withDeadline(embedded.stop(), EMBEDDED_STOP_TIMEOUT_MS);
         await removeDir();
       },
     };
@@ -98,6 +108,9 @@ export async function openBenchDatabase(cleanups: Cleanup[]): Promise<{ url: str
 
 export async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
   const client = new pg.Client({ connectionString: url });
+  // A server going away (Ctrl-C stops it too) fails the query or connect below; unheard, the
+  // client's 'error' event would crash the bench before its cleanups ran.
+  client.on('error', () => {});
   await client.connect();
   try {
     return await work(client);
@@ -126,6 +139,95 @@ export async function createMerchant(databaseUrl: string): Promise<Merchant> {
     return { id: merchant.id, apiKey: created.key };
   } finally {
     await db.destroy();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Terminal events, committed as the gateway commits them
+
+const INSERT_ORDERS_SQL = `
+  insert into payment_orders (id, merchant_id, status, amount, currency, provider, payment_method, reference,
+    description, metadata, provider_reference, idempotency_key, created_at, updated_at)
+  select id, merchant_id, status, amount, currency, provider, payment_method::jsonb, reference,
+    description, metadata::jsonb, provider_reference, idempotency_key, created_at, updated_at
+  from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
+    $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
+    as t(id, merchant_id, status, amount, currency, provider, payment_method, reference,
+      description, metadata, provider_reference, idempotency_key, created_at, updated_at)`;
+const INSERT_EVENTS_SQL = `
+  insert into outbox_events (id, merchant_id, order_id, type, payload)
+  select id, merchant_id, order_id, type, payload::jsonb
+  from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) as t(id, merchant_id, order_id, type, payload)`;
+const EVENT_PROVIDER = 'stripe';
+const EVENT_TYPE = 'payment_order.completed';
+
+let orderCount = 0;
+
+/**
+ * `count` COMPLETED orders and their payment_order.completed outbox events in one transaction
+ * (status COMPLETED on INSERT is allowed: the state machine's trigger is BEFORE UPDATE only). The
+ * orders are the domain's newOrder, the payloads orderJson of them and the ids newId('evt'), as
+ * src/db/outbox-events.repository.ts insertOrderEvent writes them; but one multi-row INSERT per
+ * table, so that one connection commits a backlog faster than the gateway drains it.
+ * Returns the event ids and when COMMIT returned.
+ */
+export async function commitEvents(
+  pool: pg.Pool,
+  merchantId: string,
+  count: number,
+): Promise<{ ids: string[]; committedAtMs: number }> {
+  const now = new Date();
+  const orders: PaymentOrder[] = Array.from({ length: count }, () => {
+    const n = ++orderCount;
+    return {
+      ...newOrder(merchantId, EVENT_PROVIDER, BENCH_ORDER, now),
+      status: 'COMPLETED',
+      providerReference: `pi_bench_events_${n}`,
+    };
+  });
+  const eventIds = orders.map(() => newId('evt'));
+  const client = await pool.connect();
+  // A checked-out client has no pool listener: a server going away (Ctrl-C stops it too) would
+  // crash the bench through the client's 'error' event; the failed query below reports it.
+  const ignore = () => {};
+  client.on('error', ignore);
+  let broken: Error | undefined;
+  try {
+    await client.query('begin');
+    await client.query(INSERT_ORDERS_SQL, [
+      orders.map((o) => o.id),
+      orders.map((o) => o.merchantId),
+      orders.map((o) => o.status),
+      orders.map((o) => o.amount),
+      orders.map((o) => o.currency),
+      orders.map((o) => o.provider),
+      orders.map((o) => (o.paymentMethod ? JSON.stringify(o.paymentMethod) : null)),
+      orders.map((o) => o.reference),
+      orders.map((o) => o.description),
+      orders.map((o) => JSON.stringify(o.metadata)),
+      orders.map((o) => o.providerReference),
+      orders.map((o) => `bench-events-${o.id}`),
+      orders.map((o) => o.createdAt),
+      orders.map((o) => o.updatedAt),
+    ]);
+    await client.query(INSERT_EVENTS_SQL, [
+      eventIds,
+      orders.map((o) => o.merchantId),
+      orders.map((o) => o.id),
+      orders.map(() => EVENT_TYPE),
+      orders.map((o) => JSON.stringify(orderJson(o))),
+    ]);
+    await client.query('commit');
+    const committedAtMs = nowMs();
+    return { ids: eventIds, committedAtMs };
+  } catch (error) {
+    await client.query('rollback').catch((rollbackError: Error) => {
+      broken = rollbackError; // not given back to the pool
+    });
+    throw error;
+  } finally {
+    client.removeListener('error', ignore);
+    client.release(broken);
   }
 }
 
@@ -203,7 +305,142 @@ function getStatus(url: string): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Arrivals reported by a child process (a webhook subscriber, a Kafka consumer)
+
+/** Milliseconds since the epoch with sub-millisecond precision; comparable across this machine's processes. */
+export function nowMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Every (id, arrival time) a child reported: the first arrival per id, repeats, and waiting for ids. */
+export type ArrivalLog = Readonly<{
+  /** One reported arrival; an empty id counts as an arrival without one. */
+  record(id: string, atMs: number): void;
+  /** Resolves true once every id arrived at least once, false on timeout or Ctrl-C. */
+  waitFor(ids: readonly string[], timeoutMs: number): Promise<boolean>;
+  firstMs(id: string): number | undefined;
+  /** Arrivals of this id beyond the first. */
+  duplicates(id: string): number;
+  /** Arrivals in all, repeats and those without an id included. */
+  total(): number;
+  withoutId(): number;
+}>;
+
+export function createArrivalLog(): ArrivalLog {
+  const first = new Map<string, number>();
+  const counts = new Map<string, number>();
+  let total = 0;
+  let withoutId = 0;
+  let waiter: { remaining: Set<string>; done: () => void } | null = null;
+  return {
+    record(id, atMs) {
+      total++;
+      if (id === '') {
+        withoutId++;
+        return;
+      }
+      counts.set(id, (counts.get(id) ?? 0) + 1);
+      if (first.has(id)) return;
+      first.set(id, atMs);
+      if (!waiter) return;
+      waiter.remaining.delete(id);
+      if (waiter.remaining.size === 0) waiter.done();
+    },
+    waitFor(ids, timeoutMs) {
+      const remaining = new Set(ids.filter((id) => !first.has(id)));
+      if (remaining.size === 0) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const finish = (ok: boolean) => {
+          clearTimeout(timer);
+          clearInterval(watch);
+          waiter = null;
+          resolve(ok);
+        };
+        const timer = setTimeout(() => finish(false), timeoutMs);
+        const watch = setInterval(() => {
+          if (interrupted()) finish(false);
+        }, 200);
+        waiter = { remaining, done: () => finish(true) };
+      });
+    },
+    firstMs: (id) => first.get(id),
+    duplicates: (id) => Math.max(0, (counts.get(id) ?? 0) - 1),
+    total: () => total,
+    withoutId: () => withoutId,
+  };
+}
+
+/** Asks a forked reporter to stop ('stop' over IPC, SIGTERM without IPC), SIGKILL after `timeoutMs`. */
+export async function stopForked(child: ChildProcess, exited: Promise<string>, timeoutMs: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  if (child.connected) child.send('stop');
+  else child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU use (Linux /proc; null elsewhere)
+
+export type CpuSnapshot = Readonly<{ busy: number; total: number; perPid: (number | null)[] }> | null;
+export type CpuUse = Readonly<{ seconds: number; machineBusy: number; perPid: (number | null)[] }>;
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** The machine's busy and total ticks, and each process's own (utime + stime). */
+export function cpuSnapshot(pids: readonly (number | undefined)[]): CpuSnapshot {
+  try {
+    const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    return { busy: total - idle, total, perPid: pids.map(processTicks) };
+  } catch {
+    return null;
+  }
+}
+
+function processTicks(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(fields[11]) + Number(fields[12]); // utime + stime
+  } catch {
+    return null;
+  }
+}
+
+/** Shares of one CPU (1 = 100 % of one CPU) over the interval. */
+export function cpuUse(before: CpuSnapshot, after: CpuSnapshot): CpuUse | null {
+  if (!before || !after || after.total === before.total) return null;
+  const cpus = availableParallelism();
+  const seconds = (after.total - before.total) / CLOCK_TICKS / cpus;
+  const share = (ticks: number) => ticks / CLOCK_TICKS / seconds;
+  return {
+    seconds,
+    machineBusy: share(after.busy - before.busy),
+    perPid: after.perPid.map((ticks, i) => {
+      const was = before.perPid[i];
+      return ticks === null || was === null || was === undefined ? null : share(ticks - was);
+    }),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Small helpers
+
+/** The first column left-aligned, the others right-aligned, indented by two spaces. */
+export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((title, i) => Math.max(title.length, ...rows.map((row) => row[i]?.length ?? 0)));
+  const format = (cells: readonly string[]) =>
+    `  ${cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i] ?? 0) : cell.padStart(widths[i] ?? 0))).join('  ')}`;
+  return [format(header), ...rows.map(format)].join('\n');
+}
+
+/** A positive whole number from the environment variable `name`, else `fallback`. */
+export function positiveInteger(name: string, fallback: number): number {
+  return Math.round(positiveNumber(name, process.env[name], fallback));
+}
 
 export function positiveNumber(name: string, raw: string | undefined, fallback: number): number {
   if (raw === undefined || raw === '') return fallback;
@@ -230,4 +467,17 @@ function prefixLines(prefix: string, chunk: Buffer): string {
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Waits for `work`, but no longer than `ms` (then resolves anyway; `work` is left to itself). */
+async function withDeadline(work: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  try {
+    await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -115,7 +115,8 @@ export async function startKafkaEmitter(options: KafkaEmitterOptions): Promise<K
   };
 }
 
-function createProducer(brokers: string[], clientId: string): Producer<string, string, string, string> {
+/** The emitter's producer (exported for bench:kafka's "producer alone" row, so that it cannot drift). */
+export function createProducer(brokers: string[], clientId: string): Producer<string, string, string, string> {
   return new Producer({
     clientId,
     bootstrapBrokers: brokers,
