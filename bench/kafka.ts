@@ -13,7 +13,7 @@
 // (support.ts commitEvents: COMPLETED orders from newOrder and their outbox rows, payload orderJson).
 //   0. warm-up: BENCH_WARMUP_EVENTS (default 5) events one at a time, not measured;
 //   1. idle: BENCH_IDLE_EVENTS (default 50) events one at a time, each once the previous one was
-//      consumed (and IDLE_GAP_MS later): commit returned → record consumed, p50/p99;
+//      consumed (and 50 ms later): commit returned → record consumed, p50/p99;
 //   2. backlog: BENCH_EVENTS (default 5000) events committed as fast as one connection can, in
 //      transactions of BENCH_BATCH (default 100), while the emitter runs: events/s = events / (last
 //      first arrival − first commit), and commit → consumed p50/p99 under that backlog;
@@ -62,6 +62,7 @@ import {
   createBenchDatabase,
   createMerchant,
   formatTable,
+  idleEvents,
   interrupted,
   nowMs,
   percentile,
@@ -75,6 +76,7 @@ import {
   startDatabaseServer,
   stopForked,
   stopOnCtrlC,
+  warmUp,
 } from './support.ts';
 
 const run = promisify(execFile);
@@ -96,10 +98,6 @@ const KAFKA_BATCH_SIZE = positiveInteger('KAFKA_BATCH_SIZE', 100);
 const CEILING_RECORDS = positiveInteger('BENCH_CEILING_RECORDS', 50_000);
 const WITH_RELAY = process.env.BENCH_RELAY !== '0';
 const DEADLINE_MS = positiveNumber('BENCH_DEADLINE_SECONDS', process.env.BENCH_DEADLINE_SECONDS, 300) * 1000;
-/** How long one idle (or warm-up) event may take to arrive. */
-const ONE_EVENT_TIMEOUT_MS = 30_000;
-/** Pause after an idle event arrived, so that its step has committed and the emitter waits again. */
-const IDLE_GAP_MS = 50;
 /** The drain's end is seen by polling the unmarked count (the partial index makes it cheap). */
 const MARK_POLL_MS = 20;
 /** Before the gateway is stopped, how long the last marks may take to appear. */
@@ -281,7 +279,7 @@ async function main(): Promise<void> {
     );
 
     const phases: Phase[] = [];
-    await warmUp(pool, merchant.id, consumer.log);
+    await warmUp(pool, merchant.id, consumer.log, WARMUP_EVENTS);
     phases.push(await runIdle(pool, merchant.id, consumer.log));
     if (!interrupted()) phases.push(await runBacklog(pool, merchant.id, consumer, gateway));
     if (!interrupted()) {
@@ -395,33 +393,8 @@ const IDLE = 'idle, one at a time';
 const BACKLOG = 'backlog, committed while it runs';
 const DRAIN = 'drain, committed before start';
 
-async function warmUp(pool: pg.Pool, merchantId: string, log: ArrivalLog): Promise<void> {
-  for (let i = 0; i < WARMUP_EVENTS && !interrupted(); i++) {
-    const { ids } = await commitEvents(pool, merchantId, 1);
-    if (!(await log.waitFor(ids, ONE_EVENT_TIMEOUT_MS)) && !interrupted()) {
-      throw new Error(`warm-up event ${ids[0]} was not consumed within ${ONE_EVENT_TIMEOUT_MS} ms`);
-    }
-    await sleep(IDLE_GAP_MS);
-  }
-}
-
 async function runIdle(pool: pg.Pool, merchantId: string, log: ArrivalLog): Promise<Phase> {
-  const ids: string[] = [];
-  const commitMs = new Map<string, number>();
-  let missing = 0;
-  for (let i = 0; i < IDLE_EVENTS && !interrupted(); i++) {
-    const committed = await commitEvents(pool, merchantId, 1);
-    for (const id of committed.ids) {
-      ids.push(id);
-      commitMs.set(id, committed.committedAtMs);
-    }
-    if (!(await log.waitFor(committed.ids, ONE_EVENT_TIMEOUT_MS))) {
-      if (interrupted()) break;
-      missing++;
-      process.stdout.write(`  idle: event ${committed.ids[0]} not consumed within ${ONE_EVENT_TIMEOUT_MS} ms\n`);
-    }
-    await sleep(IDLE_GAP_MS);
-  }
+  const { ids, commitMs, missing } = await idleEvents(pool, merchantId, log, IDLE_EVENTS);
   const startMs = Math.min(...commitMs.values());
   return { name: IDLE, ids, commitMs, missing, spanMs: null, startMs, healthyMs: null, produceMs: null, cpu: null };
 }

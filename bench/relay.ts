@@ -11,7 +11,7 @@
 // (performance.timeOrigin + performance.now(), in each process).
 //   0. warm-up: BENCH_WARMUP_EVENTS (default 5) events one at a time, not measured;
 //   1. idle: BENCH_IDLE_EVENTS (default 50) events one at a time, each once the previous one was
-//      received (and IDLE_GAP_MS later): commit → received p50/p99 (target: p50 ≤ 100 ms);
+//      received (and 50 ms later): commit → received p50/p99 (target: p50 ≤ 100 ms);
 //   2. throughput: BENCH_EVENTS (default 5000) events committed as fast as one connection can, in
 //      transactions of BENCH_BATCH (default 100) events; deliveries/s = events / (last receipt −
 //      first commit) (target ≥ 2,000/s), and commit → received p50/p99 under that backlog.
@@ -41,6 +41,7 @@ import {
   createArrivalLog,
   createMerchant,
   formatTable,
+  idleEvents,
   interrupted,
   nowMs,
   openBenchDatabase,
@@ -53,6 +54,7 @@ import {
   spawnService,
   stopForked,
   stopOnCtrlC,
+  warmUp,
 } from './support.ts';
 
 const SUBSCRIBER_FLAG = '--subscriber';
@@ -66,10 +68,6 @@ const POOL_SIZE = positiveInteger('BENCH_POOL_SIZE', 20);
 const DEADLINE_MS = positiveNumber('BENCH_DEADLINE_SECONDS', process.env.BENCH_DEADLINE_SECONDS, 300) * 1000;
 const TARGET_RATE = 2000;
 const TARGET_IDLE_P50_MS = 100;
-/** How long one idle (or warm-up) event may take to arrive. */
-const ONE_EVENT_TIMEOUT_MS = 30_000;
-/** Pause after an idle event arrived, so that its delivery is marked and the gateway is idle again. */
-const IDLE_GAP_MS = 50;
 /** After the last receipt, how long the delivered marks may take to appear. */
 const SETTLE_TIMEOUT_MS = 30_000;
 const SUBSCRIBER_START_TIMEOUT_MS = 30_000;
@@ -285,7 +283,7 @@ async function runRelay(databaseUrl: string): Promise<RelayRun> {
         `subscription ${subscriptionId} → ${subscriber.url} (subscriber in its own process)\n`,
     );
 
-    await warmUp(pool, merchant.id, subscriber);
+    await warmUp(pool, merchant.id, subscriber, WARMUP_EVENTS);
     const phases: Phase[] = [];
     const idle = await runIdle(pool, merchant.id, subscriber);
     phases.push(idle);
@@ -342,33 +340,8 @@ function postJson(url: URL, apiKey: string, payload: unknown): Promise<{ status:
 // ---------------------------------------------------------------------------------------------
 // Phases
 
-async function warmUp(pool: pg.Pool, merchantId: string, subscriber: Subscriber): Promise<void> {
-  for (let i = 0; i < WARMUP_EVENTS && !interrupted(); i++) {
-    const { ids } = await commitEvents(pool, merchantId, 1);
-    if (!(await subscriber.waitFor(ids, ONE_EVENT_TIMEOUT_MS)) && !interrupted()) {
-      throw new Error(`warm-up event ${ids[0]} was not delivered within ${ONE_EVENT_TIMEOUT_MS} ms`);
-    }
-    await sleep(IDLE_GAP_MS);
-  }
-}
-
 async function runIdle(pool: pg.Pool, merchantId: string, subscriber: Subscriber): Promise<Phase> {
-  const ids: string[] = [];
-  const commitMs = new Map<string, number>();
-  let missing = 0;
-  for (let i = 0; i < IDLE_EVENTS && !interrupted(); i++) {
-    const committed = await commitEvents(pool, merchantId, 1);
-    for (const id of committed.ids) {
-      ids.push(id);
-      commitMs.set(id, committed.committedAtMs);
-    }
-    if (!(await subscriber.waitFor(committed.ids, ONE_EVENT_TIMEOUT_MS))) {
-      if (interrupted()) break;
-      missing++;
-      process.stdout.write(`  idle: event ${committed.ids[0]} not received within ${ONE_EVENT_TIMEOUT_MS} ms\n`);
-    }
-    await sleep(IDLE_GAP_MS);
-  }
+  const { ids, commitMs, missing } = await idleEvents(pool, merchantId, subscriber, IDLE_EVENTS);
   return { name: 'idle (one at a time)', ids, commitMs, missing, spanMs: null, produceMs: null, cpu: null };
 }
 

@@ -481,3 +481,51 @@ async function withDeadline(work: Promise<unknown>, ms: number): Promise<void> {
     clearTimeout(timer);
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The warm-up and idle phases of bench:relay and bench:kafka
+
+/** Whoever reports arrivals: the webhook subscriber or the Kafka consumer. */
+export type ArrivalWaiter = Readonly<{ waitFor(ids: readonly string[], timeoutMs: number): Promise<boolean> }>;
+
+/** How long one idle (or warm-up) event may take to arrive. */
+const ONE_EVENT_TIMEOUT_MS = 30_000;
+/** Pause after an idle event arrived, so that the gateway is idle again. */
+const IDLE_GAP_MS = 50;
+
+/** `count` events one at a time, each once the previous one arrived; not measured. */
+export async function warmUp(pool: pg.Pool, merchantId: string, waiter: ArrivalWaiter, count: number): Promise<void> {
+  for (let i = 0; i < count && !interrupted(); i++) {
+    const { ids } = await commitEvents(pool, merchantId, 1);
+    if (!(await waiter.waitFor(ids, ONE_EVENT_TIMEOUT_MS)) && !interrupted()) {
+      throw new Error(`warm-up event ${ids[0]} did not arrive within ${ONE_EVENT_TIMEOUT_MS} ms`);
+    }
+    await sleep(IDLE_GAP_MS);
+  }
+}
+
+/** `count` events one at a time, each once the previous one arrived: their ids and commit times. */
+export async function idleEvents(
+  pool: pg.Pool,
+  merchantId: string,
+  waiter: ArrivalWaiter,
+  count: number,
+): Promise<{ ids: string[]; commitMs: Map<string, number>; missing: number }> {
+  const ids: string[] = [];
+  const commitMs = new Map<string, number>();
+  let missing = 0;
+  for (let i = 0; i < count && !interrupted(); i++) {
+    const committed = await commitEvents(pool, merchantId, 1);
+    for (const id of committed.ids) {
+      ids.push(id);
+      commitMs.set(id, committed.committedAtMs);
+    }
+    if (!(await waiter.waitFor(committed.ids, ONE_EVENT_TIMEOUT_MS))) {
+      if (interrupted()) break;
+      missing++;
+      process.stdout.write(`  idle: event ${committed.ids[0]} did not arrive within ${ONE_EVENT_TIMEOUT_MS} ms\n`);
+    }
+    await sleep(IDLE_GAP_MS);
+  }
+  return { ids, commitMs, missing };
+}
