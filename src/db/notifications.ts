@@ -8,7 +8,8 @@ import type { Logger } from '../lib/logger.ts';
  * part subscribed to. A NOTIFY is only a latency hint: every subscriber also polls, so a
  * notification lost while the connection is down costs at most one poll interval.
  *
- * - The connection is made by the first subscribe (so a misconfigured database fails start-up).
+ * - The connection is made by the first subscribe; if it cannot be made, it is retried in the
+ *   background like a lost one (the database was reachable a moment before: the migrations ran).
  * - When it is lost, it reconnects with backoff (500 ms doubling to 30 s, jittered), LISTENs again
  *   on every channel, and calls every subscriber once (something may have committed meanwhile).
  * - Channel names are our own constants (never input): LISTEN takes an identifier, not a parameter.
@@ -95,10 +96,17 @@ export function createNotifications(pool: pg.Pool, logger: Logger, backoff: Back
       subscribers.set(channel, (subscribers.get(channel) ?? new Set()).add(onNotify));
       if (connecting) await connecting;
       else if (!current && !reconnecting) {
-        // The first subscriber connects (LISTENing on every channel known by then).
-        connecting = connect().finally(() => {
-          connecting = undefined;
-        });
+        // The first subscriber connects (LISTENing on every channel known by then). If that fails
+        // (the database blinked), it goes on trying in the background: the subscribers poll
+        // meanwhile, so a start-up is not failed for a latency hint.
+        connecting = connect()
+          .catch((error: unknown) => {
+            log.warn({ err: error }, 'notifications could not connect; retrying in the background');
+            reconnecting = reconnect();
+          })
+          .finally(() => {
+            connecting = undefined;
+          });
         await connecting;
         return;
       }
