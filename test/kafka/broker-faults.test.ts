@@ -10,6 +10,7 @@ import t from 'tap';
 import { startProcessing } from '../helpers/processing.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
+  allFinished,
   compareWithTopic,
   createOrder,
   declined,
@@ -31,7 +32,7 @@ t.test(
     const broker = await ownBroker(t);
     const topic = topicName('kill');
     await broker.createTopic(topic);
-    const { service, api, terminal } = await startProcessing(t, {
+    const { service, api } = await startProcessing(t, {
       ...kafkaEnv(broker.brokers, topic),
       KAFKA_BATCH_SIZE: String(BATCH_SIZE),
     });
@@ -82,7 +83,7 @@ t.test(
     }
     streaming = false;
     await stream;
-    await Promise.all(ids.map((id) => terminal(id, 60_000)));
+    await allFinished(service.db, ids);
     await waitFor('every event published after the last restart', async () => (await marks()).waiting.size === 0, {
       timeoutMs: 60_000,
     });

@@ -14,6 +14,7 @@ import { startProcessing } from '../helpers/processing.ts';
 import { startTestService } from '../helpers/service.ts';
 import { waitFor } from '../helpers/wait.ts';
 import {
+  allFinished,
   anyBroker,
   compareWithTopic,
   createOrder,
@@ -44,7 +45,7 @@ t.test('a record over max.message.bytes is set aside; the others, and later ones
   for (let i = 0; i < 20; i++) before.push(await createOrder(processing.api, visa));
   const big = await createOrder(processing.api, visa, { metadata: BIG_METADATA });
   for (let i = 0; i < 20; i++) before.push(await createOrder(processing.api, visa));
-  await Promise.all([...before, big].map((id) => processing.terminal(id, 30_000)));
+  await allFinished(processing.service.db, [...before, big]);
 
   const emitter = await startTestService(
     t,
@@ -70,7 +71,7 @@ t.test('a record over max.message.bytes is set aside; the others, and later ones
 
   // Later events are not held up by it.
   const later = await createOrder(processing.api, visa);
-  await processing.terminal(later, 30_000);
+  await allFinished(processing.service.db, [later]);
   await waitFor(
     'a later event published',
     async () =>

@@ -11,6 +11,7 @@ import { eventBody, type OutboxEvent } from '../../src/domain/event-body.ts';
 import { type ProcessingHarness, startProcessing } from '../helpers/processing.ts';
 import type { ApiClient } from '../helpers/service.ts';
 import { startSubscriber } from '../helpers/subscriber.ts';
+import { waitFor } from '../helpers/wait.ts';
 import {
   type BrokerOptions,
   type ConsumedRecord,
@@ -175,6 +176,28 @@ export async function finishedOrders(
 ): Promise<string[]> {
   const ids: string[] = [];
   for (let i = 0; i < count; i++) ids.push(await createOrder(harness.api, method(i)));
-  await Promise.all(ids.map((id) => harness.terminal(id, 60_000)));
+  await allFinished(harness.service.db, ids);
   return ids;
+}
+
+/**
+ * Waits until every order of `ids` is COMPLETED or FAILED, with one query per poll (hundreds of
+ * GETs every 50 ms would load the gateway under test); on timeout, says where the rest stand.
+ */
+export async function allFinished(db: Db, ids: readonly string[], timeoutMs = 90_000): Promise<void> {
+  const open = () =>
+    db
+      .selectFrom('payment_orders')
+      .select(['id', 'status', 'processing_generation', 'next_attempt_at', 'updated_at'])
+      .where('id', 'in', ids)
+      .where('status', 'not in', ['COMPLETED', 'FAILED'])
+      .execute();
+  try {
+    await waitFor('every order finished', async () => (await open()).length === 0, { timeoutMs, intervalMs: 200 });
+  } catch (error) {
+    const rows = await open();
+    throw new Error(`${rows.length} of ${ids.length} orders not finished: ${JSON.stringify(rows.slice(0, 5))}`, {
+      cause: error,
+    });
+  }
 }
