@@ -44,7 +44,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Consumer, MessagesStreamModes, stringDeserializers } from '@platformatic/kafka';
-import pg from 'pg';
+import type pg from 'pg';
+import { createPool } from '../src/db/connection.ts';
 import { freePort } from '../src/db/embedded-postgres.ts';
 import { toOutboxEvent } from '../src/db/outbox-events.repository.ts';
 import { eventRecord } from '../src/kafka/event-record.ts';
@@ -266,8 +267,7 @@ async function main(): Promise<void> {
     cleanups.push(gateway.stop);
     await gateway.ready; // migrated, emitter running
     const merchant = await createMerchant(database.url);
-    const pool = new pg.Pool({ connectionString: database.url, max: 2, application_name: 'bench-kafka' });
-    pool.on('error', () => {}); // an idle client losing its server must not crash the bench
+    const pool = createPool(database.url, 2, 'bench-kafka');
     cleanups.push(() => pool.end());
 
     const version = (await pool.query<{ v: string }>("select current_setting('server_version') as v")).rows[0]?.v;

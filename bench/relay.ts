@@ -27,7 +27,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import type pg from 'pg';
+import { createPool } from '../src/db/connection.ts';
 import { freePort } from '../src/db/embedded-postgres.ts';
 import { QUEUES } from '../src/jobs/queues.ts';
 import { PGBOSS_SCHEMA } from '../src/service.ts';
@@ -272,8 +273,7 @@ async function runRelay(databaseUrl: string): Promise<RelayRun> {
 
     const merchant = await createMerchant(databaseUrl);
     const subscriptionId = await createSubscription(service.url, merchant.apiKey, subscriber.url);
-    const pool = new pg.Pool({ connectionString: databaseUrl, max: 2, application_name: 'bench-relay' });
-    pool.on('error', () => {}); // an idle client losing its server must not crash the bench
+    const pool = createPool(databaseUrl, 2, 'bench-relay');
     cleanups.push(() => pool.end());
 
     const version = (await pool.query<{ v: string }>("select current_setting('server_version') as v")).rows[0]?.v;

@@ -11,14 +11,14 @@ import { availableParallelism, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { createDb, createPool } from '../src/db/connection.ts';
+import { createDb, createPool, type Db } from '../src/db/connection.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded-postgres.ts';
 import { ensureMerchant, insertApiKey } from '../src/db/merchants.repository.ts';
+import { insertOrderEvents } from '../src/db/outbox-events.repository.ts';
+import { insertOrders } from '../src/db/payment-orders.repository.ts';
 import { newApiKey } from '../src/domain/api-key.ts';
 import { newOrder } from '../src/domain/create-payment-order.ts';
-import { orderJson } from '../src/domain/order-json.ts';
 import type { NewPaymentOrder, PaymentOrder } from '../src/domain/payment-order.ts';
-import { newId } from '../src/lib/ids.ts';
 import { createLogger } from '../src/lib/logger.ts';
 
 export const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -145,30 +145,20 @@ export async function createMerchant(databaseUrl: string): Promise<Merchant> {
 // ---------------------------------------------------------------------------------------------
 // Terminal events, committed as the gateway commits them
 
-const INSERT_ORDERS_SQL = `
-  insert into payment_orders (id, merchant_id, status, amount, currency, provider, payment_method, reference,
-    description, metadata, provider_reference, idempotency_key, created_at, updated_at)
-  select id, merchant_id, status, amount, currency, provider, payment_method::jsonb, reference,
-    description, metadata::jsonb, provider_reference, idempotency_key, created_at, updated_at
-  from unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[],
-    $9::text[], $10::text[], $11::text[], $12::text[], $13::timestamptz[], $14::timestamptz[])
-    as t(id, merchant_id, status, amount, currency, provider, payment_method, reference,
-      description, metadata, provider_reference, idempotency_key, created_at, updated_at)`;
-const INSERT_EVENTS_SQL = `
-  insert into outbox_events (id, merchant_id, order_id, type, payload)
-  select id, merchant_id, order_id, type, payload::jsonb
-  from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) as t(id, merchant_id, order_id, type, payload)`;
 const EVENT_PROVIDER = 'stripe';
 const EVENT_TYPE = 'payment_order.completed';
 
 let orderCount = 0;
+/** One kysely over each bench pool, made on first use; ending the pool is the bench's cleanup. */
+const dbs = new WeakMap<pg.Pool, Db>();
 
 /**
- * `count` COMPLETED orders and their payment_order.completed outbox events in one transaction
- * (status COMPLETED on INSERT is allowed: the state machine's trigger is BEFORE UPDATE only). The
- * orders are the domain's newOrder, the payloads orderJson of them and the ids newId('evt'), as
- * src/db/outbox-events.repository.ts insertOrderEvent writes them; but one multi-row INSERT per
- * table, so that one connection commits a backlog faster than the gateway drains it.
+ * `count` COMPLETED orders and their payment_order.completed outbox events in one transaction,
+ * written by the product's own repositories (insertOrders, insertOrderEvents: one multi-row INSERT
+ * each, so that one connection commits a backlog faster than the gateway drains it). The orders are
+ * the domain's newOrder; status COMPLETED on INSERT is allowed, the state machine's trigger being
+ * BEFORE UPDATE only. The pool should come from src/db/connection.ts createPool, whose clients
+ * ignore a server going away (Ctrl-C stops it too): the failed query reports it.
  * Returns the event ids and when COMMIT returned.
  */
 export async function commitEvents(
@@ -176,6 +166,11 @@ export async function commitEvents(
   merchantId: string,
   count: number,
 ): Promise<{ ids: string[]; committedAtMs: number }> {
+  let db = dbs.get(pool);
+  if (!db) {
+    db = createDb(pool);
+    dbs.set(pool, db);
+  }
   const now = new Date();
   const orders: PaymentOrder[] = Array.from({ length: count }, () => {
     const n = ++orderCount;
@@ -185,50 +180,14 @@ export async function commitEvents(
       providerReference: `pi_bench_events_${n}`,
     };
   });
-  const eventIds = orders.map(() => newId('evt'));
-  const client = await pool.connect();
-  // A checked-out client has no pool listener: a server going away (Ctrl-C stops it too) would
-  // crash the bench through the client's 'error' event; the failed query below reports it.
-  const ignore = () => {};
-  client.on('error', ignore);
-  let broken: Error | undefined;
-  try {
-    await client.query('begin');
-    await client.query(INSERT_ORDERS_SQL, [
-      orders.map((o) => o.id),
-      orders.map((o) => o.merchantId),
-      orders.map((o) => o.status),
-      orders.map((o) => o.amount),
-      orders.map((o) => o.currency),
-      orders.map((o) => o.provider),
-      orders.map((o) => (o.paymentMethod ? JSON.stringify(o.paymentMethod) : null)),
-      orders.map((o) => o.reference),
-      orders.map((o) => o.description),
-      orders.map((o) => JSON.stringify(o.metadata)),
-      orders.map((o) => o.providerReference),
-      orders.map((o) => `bench-events-${o.id}`),
-      orders.map((o) => o.createdAt),
-      orders.map((o) => o.updatedAt),
-    ]);
-    await client.query(INSERT_EVENTS_SQL, [
-      eventIds,
-      orders.map((o) => o.merchantId),
-      orders.map((o) => o.id),
-      orders.map(() => EVENT_TYPE),
-      orders.map((o) => JSON.stringify(orderJson(o))),
-    ]);
-    await client.query('commit');
-    const committedAtMs = nowMs();
-    return { ids: eventIds, committedAtMs };
-  } catch (error) {
-    await client.query('rollback').catch((rollbackError: Error) => {
-      broken = rollbackError; // not given back to the pool
-    });
-    throw error;
-  } finally {
-    client.removeListener('error', ignore);
-    client.release(broken);
-  }
+  const ids = await db.transaction().execute(async (trx) => {
+    await insertOrders(
+      trx,
+      orders.map((order) => ({ order, idempotencyKey: `bench-events-${order.id}` })),
+    );
+    return insertOrderEvents(trx, orders, EVENT_TYPE);
+  });
+  return { ids, committedAtMs: nowMs() };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -23,16 +23,26 @@ export const OUTBOX_CHANNEL = 'outbox_events';
  * insert into outbox_events (id, merchant_id, order_id, type, payload) values (...)
  */
 export async function insertOrderEvent(trx: Tx, order: PaymentOrder, type: EventType): Promise<void> {
+  await insertOrderEvents(trx, [order], type);
+}
+
+/** One event of `type` for each order, in one statement; returns the new event ids in order. */
+export async function insertOrderEvents(trx: Tx, orders: readonly PaymentOrder[], type: EventType): Promise<string[]> {
+  if (orders.length === 0) return [];
+  const ids = orders.map(() => newId('evt'));
   await trx
     .insertInto('outbox_events')
-    .values({
-      id: newId('evt'),
-      merchant_id: order.merchantId,
-      order_id: order.id,
-      type,
-      payload: JSON.stringify(orderJson(order)),
-    })
+    .values(
+      orders.map((order, i) => ({
+        id: ids[i] as string,
+        merchant_id: order.merchantId,
+        order_id: order.id,
+        type,
+        payload: JSON.stringify(orderJson(order)),
+      })),
+    )
     .execute();
+  return ids;
 }
 
 export function toOutboxEvent(row: Selectable<OutboxEventsTable>): OutboxEvent {
