@@ -1,6 +1,7 @@
 import t from 'tap';
 import { newApiKey } from '../src/domain/api-key.ts';
 import { ApiClient, startTestService, validOrder } from './helpers/service.ts';
+import { waitFor } from './helpers/wait.ts';
 
 const service = await startTestService(t);
 const alice = await service.merchant('alice');
@@ -58,13 +59,49 @@ t.test('a merchant sees only its own orders', async (t) => {
   t.same(bobPage.body.data, [], 'a cursor from another merchant reveals nothing');
 });
 
-t.test('a revoked key stops working at once', async (t) => {
+t.test('with API_KEY_CACHE_SECONDS=0 a revoked key stops working at once', async (t) => {
+  const uncached = await startTestService(t, { API_KEY_CACHE_SECONDS: '0' }, service.database);
   const carol = await service.merchant('carol');
-  t.equal((await carol.api.get('/payment-orders')).status, 200);
+  const api = new ApiClient(uncached.url, carol.key);
+  t.equal((await api.get('/payment-orders')).status, 200);
   await service.database.pool.query('update api_keys set revoked_at = now() where merchant_id = $1', [carol.id]);
-  const res = await carol.api.get('/payment-orders');
+  const res = await api.get('/payment-orders');
   t.equal(res.status, 401);
   t.equal(res.body.code, 'invalid_api_key');
+});
+
+t.test('a revoked key is refused within API_KEY_CACHE_SECONDS (the lookup is cached that long)', async (t) => {
+  const ttlMs = 2_000;
+  const cached = await startTestService(t, { API_KEY_CACHE_SECONDS: String(ttlMs / 1000) }, service.database);
+  const dave = await service.merchant('dave');
+  const api = new ApiClient(cached.url, dave.key);
+  t.equal((await api.get('/payment-orders')).status, 200, 'looked up and cached');
+  const lookedUpAt = Date.now();
+  await service.database.pool.query('update api_keys set revoked_at = now() where merchant_id = $1', [dave.id]);
+  const revokedAt = Date.now();
+  const statuses: Array<[number, number]> = [];
+  const refusedAt = await waitFor(
+    'the revoked key to be refused',
+    async () => {
+      const res = await api.get('/payment-orders');
+      statuses.push([Date.now() - revokedAt, res.status]);
+      return res.status === 401 && res.body.code === 'invalid_api_key' ? Date.now() : undefined;
+    },
+    { timeoutMs: ttlMs + 5_000, intervalMs: 100 },
+  );
+  t.ok(refusedAt - lookedUpAt <= ttlMs + 1_000, `refused ${refusedAt - revokedAt} ms after the revocation`);
+  // Served from the cache meanwhile (a database lookup would have refused it at once).
+  t.ok(
+    statuses.length > 1 && statuses[0]?.[1] === 200,
+    `answers after revoking: ${JSON.stringify(statuses.slice(0, 3))}…`,
+  );
+  t.ok(
+    statuses.every(([, status]) => status === 200 || status === 401),
+    'only 200s, then 401',
+  );
+  // A new key is never held back by the cache: misses are not kept.
+  const erin = await service.merchant('erin');
+  t.equal((await new ApiClient(cached.url, erin.key).get('/payment-orders')).status, 200);
 });
 
 t.test('only a hash of each key is stored', async (t) => {

@@ -54,6 +54,17 @@ const envSchema = z.object({
   DEFAULT_PROVIDER: z.string().min(1).default('stripe'),
   /** Connections in this instance's pool (pg-boss keeps its own, smaller pool). */
   DATABASE_POOL_SIZE: z.coerce.number().int().min(2).max(200).default(20),
+  /**
+   * Group commit of POST /payment-orders: most creates written in one transaction (1 = one
+   * transaction per create), and most such transactions at once. A lone request is never held back.
+   */
+  CREATE_BATCH_MAX: z.coerce.number().int().min(1).max(1_000).default(100),
+  CREATE_BATCHES_IN_FLIGHT: z.coerce.number().int().min(1).max(50).default(4),
+  /**
+   * How long this process trusts an API key it has looked up: a revoked key is refused by every
+   * instance within this many seconds (0 = look up every request).
+   */
+  API_KEY_CACHE_SECONDS: z.coerce.number().int().min(0).max(300).default(5),
   /** How long a start waits for an unreachable DATABASE_URL before giving up (0 = wait forever). */
   DATABASE_STARTUP_TIMEOUT_SECONDS: z.coerce.number().int().min(0).max(86_400).default(300),
   /** How long SIGTERM waits for in-flight requests and jobs before closing anyway. */
@@ -178,6 +189,8 @@ export type Config = Readonly<{
   providerByCurrency: Readonly<Record<string, string>>;
   defaultProvider: string;
   databasePoolSize: number;
+  createBatch: Readonly<{ maxBatch: number; maxInFlight: number }>;
+  apiKeyCacheMs: number;
   /** How long start-up waits for an unreachable DATABASE_URL; null = forever. */
   databaseStartupTimeoutMs: number | null;
   shutdownTimeoutMs: number;
@@ -285,6 +298,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     providerByCurrency: Object.freeze({ ...e.PROVIDER_BY_CURRENCY }),
     defaultProvider: e.DEFAULT_PROVIDER,
     databasePoolSize: e.DATABASE_POOL_SIZE,
+    createBatch: Object.freeze({ maxBatch: e.CREATE_BATCH_MAX, maxInFlight: e.CREATE_BATCHES_IN_FLIGHT }),
+    apiKeyCacheMs: e.API_KEY_CACHE_SECONDS * 1000,
     databaseStartupTimeoutMs:
       e.DATABASE_STARTUP_TIMEOUT_SECONDS === 0 ? null : e.DATABASE_STARTUP_TIMEOUT_SECONDS * 1000,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

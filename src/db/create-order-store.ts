@@ -1,24 +1,157 @@
-import type { CreateOrderUnitOfWork, TransactionRunner } from '../domain/create-payment-order.ts';
+// The create step on PostgreSQL, with group commit (lib/batcher.ts): concurrent creates are written
+// together, one transaction for a batch, and in it one statement for the keys, the orders and their
+// first transitions, and one pg-boss insert for their jobs. Each request still gets its own result:
+// a batch that fails is written again one request to a transaction, so one bad request fails alone.
+import { sql } from 'kysely';
+import type { CreateOrderStore, IdempotencyClaim, OrderToStore } from '../domain/create-payment-order.ts';
+import { createBatcher, type Settled } from '../lib/batcher.ts';
 import type { Db, Tx } from './connection.ts';
-import { claimIdempotencyKey, saveResponse } from './idempotency-keys.repository.ts';
-import { insertOrder, insertTransition } from './payment-orders.repository.ts';
+import { isDatabaseUnavailable } from './database-errors.ts';
 
-/** Writes the processing job in the given transaction (pg-boss `send(..., { db })`). */
-export type EnqueueInTransaction = (trx: Tx, orderId: string) => Promise<void>;
+/** Writes the processing jobs of the given orders in the given transaction (pg-boss `insert(..., { db })`). */
+export type EnqueueManyInTransaction = (trx: Tx, orderIds: readonly string[]) => Promise<void>;
 
-/** The create step's unit of work on PostgreSQL: one kysely transaction, every write inside it. */
-export function createOrderStore(db: Db, enqueue: EnqueueInTransaction): TransactionRunner<CreateOrderUnitOfWork> {
-  return {
-    inTransaction: (work) =>
-      db.transaction().execute((trx) =>
-        work({
-          claimIdempotencyKey: (merchantId, key, fingerprint, ttlHours) =>
-            claimIdempotencyKey(trx, merchantId, key, fingerprint, ttlHours),
-          insertOrder: (order, key) => insertOrder(trx, order, key),
-          appendTransition: (orderId, from, to, reason) => insertTransition(trx, orderId, from, to, reason),
-          enqueueProcessing: (orderId) => enqueue(trx, orderId),
-          saveResponse: (merchantId, key, orderId, response) => saveResponse(trx, merchantId, key, orderId, response),
-        }),
-      ),
-  };
+export type GroupCommit = Readonly<{
+  /** Most creates in one transaction. 1 turns group commit off: a transaction per create. */
+  maxBatch: number;
+  /** Most create transactions at once (each holds a pool connection). */
+  maxInFlight: number;
+}>;
+
+export function createOrderStore(db: Db, enqueueMany: EnqueueManyInTransaction, group: GroupCommit): CreateOrderStore {
+  const write = (requests: readonly OrderToStore[]) =>
+    db.transaction().execute((trx) => writeCreates(trx, enqueueMany, requests));
+  const batcher = createBatcher<OrderToStore, IdempotencyClaim>({
+    maxBatch: group.maxBatch,
+    maxInFlight: group.maxInFlight,
+    // Two requests with one key in one INSERT ... ON CONFLICT would be an error; apart, the
+    // second waits for the first's commit and reads its answer.
+    keyOf,
+    run: async (requests) => {
+      try {
+        return (await write(requests)).map((value) => ({ ok: true, value }));
+      } catch (error) {
+        // Alone, or the database is gone (each would fail the same way): every request gets this
+        // error. The commit of a batch that lost its connection may or may not have happened; the
+        // client's retry with the same key tells (a replay, or a first create).
+        if (requests.length === 1 || isDatabaseUnavailable(error)) throw error;
+        return Promise.all(requests.map((request) => settle(write([request]))));
+      }
+    },
+  });
+  return { create: (request) => batcher.submit(request) };
+}
+
+async function settle(writing: Promise<readonly IdempotencyClaim[]>): Promise<Settled<IdempotencyClaim>> {
+  try {
+    const [value] = await writing;
+    return { ok: true, value: value as IdempotencyClaim };
+  } catch (error) {
+    return { ok: false, error };
+  }
+}
+
+/**
+ * One transaction for `requests` (distinct keys): claim the keys and write the claimed ones' orders
+ * and first transitions in one statement, read what the other keys hold, then insert the jobs.
+ *
+ * The key is the lock: an INSERT that meets an uncommitted row with the same key waits for that
+ * transaction; if it commits we read its saved response, if it rolls back our insert goes through.
+ * An expired key the sweeper has not removed yet is taken over as if it were gone. Keys go in in
+ * one order (sorted) so that two batches waiting on each other's keys cannot deadlock.
+ */
+async function writeCreates(
+  trx: Tx,
+  enqueueMany: EnqueueManyInTransaction,
+  requests: readonly OrderToStore[],
+): Promise<IdempotencyClaim[]> {
+  const sorted = [...requests].sort(byKey);
+  const column = <T>(pick: (request: OrderToStore) => T) => sorted.map(pick);
+  const claimed = await sql<{ order_id: string }>`
+    with input as (
+      select * from unnest(
+        ${column((r) => r.merchantId)}::text[], ${column((r) => r.idempotencyKey)}::text[],
+        ${column((r) => r.fingerprint)}::text[], ${column((r) => r.ttlHours)}::int[],
+        ${column((r) => r.response.status)}::int[], ${column((r) => r.response.body)}::text[],
+        ${column((r) => r.order.id)}::text[], ${column((r) => r.order.amount)}::bigint[],
+        ${column((r) => r.order.currency)}::text[], ${column((r) => r.order.provider)}::text[],
+        ${column((r) => (r.order.paymentMethod === null ? null : JSON.stringify(r.order.paymentMethod)))}::text[],
+        ${column((r) => r.order.reference)}::text[], ${column((r) => r.order.description)}::text[],
+        ${column((r) => JSON.stringify(r.order.metadata))}::text[], ${column((r) => r.order.createdAt)}::timestamptz[]
+      ) as t(merchant_id, idempotency_key, fingerprint, ttl_hours, response_status, response_body,
+             order_id, amount, currency, provider, payment_method, reference, description, metadata, created_at)
+    ),
+    claimed as (
+      insert into idempotency_keys
+        (merchant_id, idempotency_key, request_fingerprint, order_id, response_status, response_body, expires_at)
+      select merchant_id, idempotency_key, fingerprint, order_id, response_status, response_body,
+             now() + make_interval(hours => ttl_hours)
+      from input
+      on conflict (merchant_id, idempotency_key) do update set
+        request_fingerprint = excluded.request_fingerprint, order_id = excluded.order_id,
+        response_status = excluded.response_status, response_body = excluded.response_body,
+        created_at = now(), expires_at = excluded.expires_at
+      where idempotency_keys.expires_at <= now()
+      returning order_id
+    ),
+    orders as (
+      insert into payment_orders (id, merchant_id, status, amount, currency, provider, payment_method, reference,
+                                  description, metadata, idempotency_key, created_at, updated_at)
+      select i.order_id, i.merchant_id, 'PENDING', i.amount, i.currency, i.provider, i.payment_method::jsonb,
+             i.reference, i.description, i.metadata::jsonb, i.idempotency_key, i.created_at, i.created_at
+      from input i join claimed c on c.order_id = i.order_id
+      returning id
+    ),
+    transitions as (
+      insert into payment_order_transitions (order_id, from_status, to_status, reason)
+      select id, null, 'PENDING', 'accepted' from orders
+    )
+    select order_id from claimed`.execute(trx);
+
+  const claimedIds = new Set(claimed.rows.map((row) => row.order_id));
+  const taken = sorted.filter((request) => !claimedIds.has(request.order.id));
+  const held = taken.length > 0 ? await readTaken(trx, taken) : new Map<string, IdempotencyClaim>();
+  if (claimedIds.size > 0) await enqueueMany(trx, [...claimedIds]);
+
+  return requests.map((request): IdempotencyClaim => {
+    if (claimedIds.has(request.order.id)) return { kind: 'claimed' };
+    const claim = held.get(keyOf(request));
+    // A key that refused our insert is committed, and a committed key always has its answer.
+    if (!claim) throw new Error(`idempotency key row without a response (merchant ${request.merchantId})`);
+    return claim;
+  });
+}
+
+/** What the keys that were already taken hold: their fingerprint and saved answer. */
+async function readTaken(trx: Tx, requests: readonly OrderToStore[]): Promise<Map<string, IdempotencyClaim>> {
+  const rows = await sql<{
+    merchant_id: string;
+    idempotency_key: string;
+    request_fingerprint: string;
+    response_status: number | null;
+    response_body: string | null;
+  }>`
+    select k.merchant_id, k.idempotency_key, k.request_fingerprint, k.response_status, k.response_body
+    from idempotency_keys k
+    join unnest(${requests.map((r) => r.merchantId)}::text[], ${requests.map((r) => r.idempotencyKey)}::text[])
+      as t(merchant_id, idempotency_key)
+      on k.merchant_id = t.merchant_id and k.idempotency_key = t.idempotency_key`.execute(trx);
+  const held = new Map<string, IdempotencyClaim>();
+  for (const row of rows.rows) {
+    if (row.response_status === null || row.response_body === null) continue;
+    held.set(`${row.merchant_id}\u0000${row.idempotency_key}`, {
+      kind: 'taken',
+      fingerprint: row.request_fingerprint,
+      response: { status: row.response_status, body: row.response_body },
+    });
+  }
+  return held;
+}
+
+const keyOf = (request: OrderToStore) => `${request.merchantId}\u0000${request.idempotencyKey}`;
+
+function byKey(a: OrderToStore, b: OrderToStore): number {
+  const x = keyOf(a);
+  const y = keyOf(b);
+  return x < y ? -1 : x > y ? 1 : 0;
 }

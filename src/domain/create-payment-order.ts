@@ -11,31 +11,26 @@ export type IdempotencyClaim =
   | { readonly kind: 'claimed' }
   | { readonly kind: 'taken'; readonly fingerprint: string; readonly response: SavedResponse };
 
-/** Everything the create step does, inside one database transaction. */
-export interface CreateOrderUnitOfWork {
-  /**
-   * Takes the key for this request, or reports who has it. Waits while another transaction holds
-   * the same key uncommitted, so concurrent requests see either nothing or a finished result.
-   */
-  claimIdempotencyKey(
-    merchantId: string,
-    key: string,
-    fingerprint: string,
-    ttlHours: number,
-  ): Promise<IdempotencyClaim>;
-  insertOrder(order: PaymentOrder, idempotencyKey: string): Promise<void>;
-  appendTransition(
-    orderId: string,
-    from: PaymentOrder['status'] | null,
-    to: PaymentOrder['status'],
-    reason: string,
-  ): Promise<void>;
-  enqueueProcessing(orderId: string): Promise<void>;
-  saveResponse(merchantId: string, key: string, orderId: string, response: SavedResponse): Promise<void>;
-}
+/** A create ready to be stored: the key and its fingerprint, the new order, the answer to save. */
+export type OrderToStore = Readonly<{
+  merchantId: string;
+  idempotencyKey: string;
+  fingerprint: string;
+  ttlHours: number;
+  order: PaymentOrder;
+  response: SavedResponse;
+}>;
 
-export interface TransactionRunner<U> {
-  inTransaction<T>(work: (unit: U) => Promise<T>): Promise<T>;
+/** Where the create step writes. */
+export interface CreateOrderStore {
+  /**
+   * In ONE transaction: takes the key for this request or reports who has it; if taken for this
+   * request, writes the key with its saved response, the order (PENDING), its first transition and
+   * the job that will send it to the provider. Either all of it commits or none. Waits while
+   * another transaction holds the same key uncommitted, so concurrent requests see either nothing
+   * or a finished result.
+   */
+  create(request: OrderToStore): Promise<IdempotencyClaim>;
 }
 
 export type CreatePaymentOrderCommand = Readonly<{
@@ -47,7 +42,7 @@ export type CreatePaymentOrderCommand = Readonly<{
 }>;
 
 export type CreatePaymentOrderDeps = Readonly<{
-  store: TransactionRunner<CreateOrderUnitOfWork>;
+  store: CreateOrderStore;
   routing: RoutingRules;
   /** Each provider's money rules: create refuses (400) what the chosen provider cannot charge exactly. */
   amountRules: AmountRules;
@@ -73,20 +68,23 @@ export async function createPaymentOrder(
   const provider = chooseProvider(command.order, deps.routing, deps.amountRules);
   const fingerprint = requestFingerprint(command.operation, command.order);
   const { merchantId, idempotencyKey } = command;
-  return deps.store.inTransaction(async (unit) => {
-    const claim = await unit.claimIdempotencyKey(merchantId, idempotencyKey, fingerprint, deps.idempotencyKeyTtlHours);
-    if (claim.kind === 'taken') {
-      if (claim.fingerprint !== fingerprint) throw new IdempotencyKeyReusedError(idempotencyKey);
-      return { response: claim.response, replayed: true };
-    }
-    const order = newOrder(merchantId, provider, command.order, deps.now?.() ?? new Date());
-    await unit.insertOrder(order, idempotencyKey);
-    await unit.appendTransition(order.id, null, 'PENDING', 'accepted');
-    await unit.enqueueProcessing(order.id);
-    const response = respond(order);
-    await unit.saveResponse(merchantId, idempotencyKey, order.id, response);
-    return { response, replayed: false };
+  // The order and its answer are made before the key is claimed, so that the claim, the order and
+  // the saved answer are one write; on a replay they are simply not used.
+  const order = newOrder(merchantId, provider, command.order, deps.now?.() ?? new Date());
+  const response = respond(order);
+  const claim = await deps.store.create({
+    merchantId,
+    idempotencyKey,
+    fingerprint,
+    ttlHours: deps.idempotencyKeyTtlHours,
+    order,
+    response,
   });
+  if (claim.kind === 'taken') {
+    if (claim.fingerprint !== fingerprint) throw new IdempotencyKeyReusedError(idempotencyKey);
+    return { response: claim.response, replayed: true };
+  }
+  return { response, replayed: false };
 }
 
 /** A new PENDING order as the create step stores it. */

@@ -80,6 +80,14 @@ export function enqueueProcessPaymentOrder(boss: PgBoss) {
   };
 }
 
+/** The processing jobs of orders just accepted, in one insert, in the caller's transaction (the create batch's). */
+export function enqueueNewOrders(boss: PgBoss) {
+  return async (trx: Tx, orderIds: readonly string[]): Promise<void> => {
+    const jobs = orderIds.map((orderId) => ({ data: { orderId, generation: 0 } satisfies ProcessPaymentOrderPayload }));
+    await boss.insert(QUEUES.processPaymentOrder, jobs, { db: fromKysely(trx) });
+  };
+}
+
 /** First attempts of many deliveries in one insert, in the caller's transaction (the relay's). */
 export function enqueueFirstDeliveries(boss: PgBoss) {
   return async (trx: Tx, deliveryIds: readonly string[]): Promise<void> => {

@@ -5,7 +5,8 @@ import { findMerchantIdByKeyHash } from '../db/merchants.repository.ts';
 import { findOperatorByKeyHash } from '../db/operators.repository.ts';
 import { createResolutionStore } from '../db/resolution-store.ts';
 import { createApp } from '../http/app.ts';
-import { enqueueDeliverWebhook, enqueueProcessPaymentOrder, QUEUES } from '../jobs/queues.ts';
+import { enqueueDeliverWebhook, enqueueNewOrders, QUEUES } from '../jobs/queues.ts';
+import { cachedLookup } from '../lib/cached-lookup.ts';
 import type { Logger } from '../lib/logger.ts';
 import { refreshDatabaseGauges } from '../metrics/database-gauges.ts';
 import type { Metrics } from '../metrics/metrics.ts';
@@ -31,9 +32,16 @@ export async function startHttp(
   const app = createApp({
     db,
     logger,
-    lookupMerchant: (hash) => findMerchantIdByKeyHash(db, hash),
+    // Revocation reaches this process within API_KEY_CACHE_SECONDS.
+    lookupMerchant: cachedLookup(
+      (hash: Buffer) => findMerchantIdByKeyHash(db, hash),
+      (hash) => hash.toString('hex'),
+      {
+        ttlMs: config.apiKeyCacheMs,
+      },
+    ),
     createOrder: {
-      store: createOrderStore(db, enqueueProcessPaymentOrder(boss)),
+      store: createOrderStore(db, enqueueNewOrders(boss), config.createBatch),
       routing: config,
       amountRules: providerAmountRules,
       idempotencyKeyTtlHours: config.idempotencyKeyTtlHours,
