@@ -1,6 +1,7 @@
 import { fromKysely, type PgBoss } from 'pg-boss';
 import { z } from 'zod';
 import type { Tx } from '../db/connection.ts';
+import type { SqlExecutor } from '../db/create-order-store.ts';
 
 export const QUEUES = {
   /** One job per accepted order: send it to its provider. */
@@ -82,9 +83,9 @@ export function enqueueProcessPaymentOrder(boss: PgBoss) {
 
 /** The processing jobs of orders just accepted, in one insert, in the caller's transaction (the create batch's). */
 export function enqueueNewOrders(boss: PgBoss) {
-  return async (trx: Tx, orderIds: readonly string[]): Promise<void> => {
+  return async (db: SqlExecutor, orderIds: readonly string[]): Promise<void> => {
     const jobs = orderIds.map((orderId) => ({ data: { orderId, generation: 0 } satisfies ProcessPaymentOrderPayload }));
-    await boss.insert(QUEUES.processPaymentOrder, jobs, { db: fromKysely(trx) });
+    await boss.insert(QUEUES.processPaymentOrder, jobs, { db });
   };
 }
 

@@ -41,7 +41,7 @@ export async function startHttp(
       },
     ),
     createOrder: {
-      store: createOrderStore(db, enqueueNewOrders(boss), config.createBatch),
+      store: createOrderStore(parts.database.pool, enqueueNewOrders(boss), config.createBatch),
       routing: config,
       amountRules: providerAmountRules,
       idempotencyKeyTtlHours: config.idempotencyKeyTtlHours,
