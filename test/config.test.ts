@@ -49,3 +49,38 @@ t.test('Kafka settings: batch size and the longest retry delay', async (t) => {
     /KAFKA_RETRY_MAX_DELAY_MS/,
   );
 });
+
+t.test('webhook ranges and the sweep cron are checked at load, the variable named', async (t) => {
+  for (const bad of ['999.0.0.0/8', '10.0.0.0/33', '10.0.0.0', 'fd00::/129', '10.0.0.0/8/1', 'example.com/8']) {
+    t.throws(() => loadConfig({ ...base, WEBHOOK_ALLOWED_CIDRS: bad }), {
+      name: 'ConfigError',
+      message: new RegExp(`WEBHOOK_ALLOWED_CIDRS: bad range "${bad.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}"`),
+    });
+  }
+  t.same(loadConfig({ ...base, WEBHOOK_ALLOWED_CIDRS: ' 10.0.0.0/8, fd00::/8 ' }).webhooks.allowedCidrs, [
+    '10.0.0.0/8',
+    'fd00::/8',
+  ]);
+  for (const bad of ['not a cron', '61 * * * *', '0 25 * * *', '0 0 32 * *']) {
+    t.throws(() => loadConfig({ ...base, IDEMPOTENCY_SWEEP_CRON: bad }), {
+      name: 'ConfigError',
+      message: /IDEMPOTENCY_SWEEP_CRON: not a cron expression/,
+    });
+  }
+  t.equal(loadConfig({ ...base, IDEMPOTENCY_SWEEP_CRON: '0 3 * * *' }).idempotencySweepCron, '0 3 * * *');
+});
+
+t.test('group commit and the API key cache: defaults and bounds', async (t) => {
+  const config = loadConfig(base);
+  t.same(config.createBatch, { maxBatch: 100, maxInFlight: 4 });
+  t.equal(config.apiKeyCacheMs, 5_000);
+  t.equal(loadConfig({ ...base, API_KEY_CACHE_SECONDS: '0' }).apiKeyCacheMs, 0);
+  for (const [name, value] of [
+    ['CREATE_BATCH_MAX', '0'],
+    ['CREATE_BATCHES_IN_FLIGHT', '51'],
+    ['API_KEY_CACHE_SECONDS', '-1'],
+    ['API_KEY_CACHE_SECONDS', '301'],
+  ] as const) {
+    t.throws(() => loadConfig({ ...base, [name]: value }), { name: 'ConfigError', message: new RegExp(name) });
+  }
+});

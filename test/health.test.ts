@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import t from 'tap';
 import { startTestService } from './helpers/service.ts';
@@ -7,7 +8,13 @@ t.test('/healthz and /readyz answer without credentials', async (t) => {
   const service = await startTestService(t);
   const health = await service.api().get('/healthz');
   t.equal(health.status, 200);
-  t.same(health.body, { status: 'ok' });
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
+  t.same(health.body, { status: 'ok', version }, 'the version of package.json (and CHANGELOG.md)');
+  t.match(
+    readFileSync(new URL('../CHANGELOG.md', import.meta.url), 'utf8'),
+    `## ${version} `,
+    'the version has its CHANGELOG entry',
+  );
   const ready = await service.api().get('/readyz');
   t.equal(ready.status, 200);
   t.same(ready.body, { status: 'ready' });

@@ -1,5 +1,6 @@
 import { Webhook } from 'standardwebhooks';
 import t, { type Test } from 'tap';
+import { VERSION } from '../src/lib/version.ts';
 import { startProcessing } from './helpers/processing.ts';
 import { startSubscriber } from './helpers/subscriber.ts';
 import { waitFor } from './helpers/wait.ts';
@@ -105,6 +106,7 @@ t.test('end to end: success → payment_order.completed, decline → payment_ord
     const body = JSON.parse(r.body);
     t.equal(r.headers['webhook-id'], body.id, 'webhook-id is the event id');
     t.match(r.headers['webhook-signature'], /^v1,[A-Za-z0-9+/]+=*$/);
+    t.equal(r.headers['user-agent'], `payment-order-gateway-webhooks/${VERSION}`, 'the version in the User-Agent');
   }
   const deliveries = await settledDeliveries(sub.id, 2);
   t.equal(deliveries.length, 2);

@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 
 /**
@@ -23,7 +25,11 @@ const envSchema = z.object({
     .max(24 * 365)
     .default(24),
   /** Cron (UTC) for the job that deletes expired idempotency keys. */
-  IDEMPOTENCY_SWEEP_CRON: z.string().min(1).default('*/15 * * * *'),
+  IDEMPOTENCY_SWEEP_CRON: z
+    .string()
+    .min(1)
+    .default('*/15 * * * *')
+    .refine(isCron, { message: 'not a cron expression (e.g. "*/15 * * * *")' }),
   /** Providers that orders may name. */
   PROVIDERS: z
     .string()
@@ -235,6 +241,24 @@ export type Config = Readonly<{
   }> | null;
 }>;
 
+/** An address range: a valid IPv4 or IPv6 address and a prefix that fits it (999.0.0.0/8 is not). */
+function isCidr(cidr: string): boolean {
+  const [address = '', prefix, ...rest] = cidr.split('/');
+  const version = isIP(address);
+  if (version === 0 || rest.length > 0 || prefix === undefined || !/^\d{1,3}$/.test(prefix)) return false;
+  return Number(prefix) <= (version === 4 ? 32 : 128);
+}
+
+/** What pg-boss's scheduler accepts (it parses crons with cron-parser). */
+function isCron(expression: string): boolean {
+  try {
+    CronExpressionParser.parse(expression, { tz: 'UTC' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -245,8 +269,7 @@ function parseCidrList(value: string): string[] {
     .map((part) => part.trim())
     .filter(Boolean);
   for (const cidr of cidrs) {
-    if (!/^[0-9a-fA-F.:]+\/\d{1,3}$/.test(cidr))
-      throw new ConfigError(`invalid configuration:\n  WEBHOOK_ALLOWED_CIDRS: bad range "${cidr}"`);
+    if (!isCidr(cidr)) throw new ConfigError(`invalid configuration:\n  WEBHOOK_ALLOWED_CIDRS: bad range "${cidr}"`);
   }
   return cidrs;
 }

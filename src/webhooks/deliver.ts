@@ -10,6 +10,7 @@ import {
 import { disableSubscription } from '../db/webhook-subscriptions.repository.ts';
 import { eventBody } from '../domain/event-body.ts';
 import { retryAfterMs } from '../lib/retry-after.ts';
+import { VERSION } from '../lib/version.ts';
 import type { EnqueueDelivery } from '../outbox/relay.ts';
 import { nextDelayMs } from './retry-schedule.ts';
 import { isForbiddenDestination } from './safe-http.ts';
@@ -150,7 +151,7 @@ async function sendEvent(deps: DeliverDeps, { event, subscription }: DeliveryToS
     subscription.url,
     {
       'content-type': 'application/json',
-      'user-agent': 'payment-order-gateway-webhooks/1',
+      'user-agent': `payment-order-gateway-webhooks/${VERSION}`,
       'webhook-id': event.id,
       'webhook-timestamp': String(timestamp),
       'webhook-signature': signWebhook(subscription.signingSecrets, event.id, timestamp, body),

@@ -1,6 +1,7 @@
 import { Router } from 'express';
 import { sql } from 'kysely';
 import type { Db } from '../../db/connection.ts';
+import { VERSION } from '../../lib/version.ts';
 import { DATABASE_RETRY_AFTER_SECONDS } from '../middleware.ts';
 import { problemFor, sendProblem } from '../problem.ts';
 
@@ -11,7 +12,7 @@ export function healthRoutes(db: Db): Router {
 
   /** The process is up and serving HTTP. */
   router.get('/healthz', (_req, res) => {
-    res.json({ status: 'ok' });
+    res.json({ status: 'ok', version: VERSION });
   });
 
   /** The database answers a query within 2 s; otherwise 503, so a load balancer stops sending. */
