@@ -83,6 +83,32 @@ t.test('bad usage explains itself', async (t) => {
   t.equal((await keys(database.url, 'create', 'bad name; drop table')).status, 2);
 });
 
+t.test('--help prints the usage and exits 0 without touching the database', async (t) => {
+  const help = await keys('postgres://nobody@127.0.0.1:1/none', '--help');
+  t.equal(help.status, 0, help.stderr);
+  t.match(help.stdout, /usage: npm run keys -- create <merchant>/);
+  t.match(help.stdout, /--json/);
+});
+
+t.test('--json: create, list and revoke answer one JSON document each', async (t) => {
+  const created = await keys(database.url, 'create', 'umbrella', '--json');
+  t.equal(created.status, 0, created.stderr);
+  const body = JSON.parse(created.stdout);
+  t.match(body, { id: /^key_/, merchant: { id: /^mch_/, name: 'umbrella' }, key: /^sk_/ });
+  t.equal((await service.api(body.key).get('/payment-orders')).status, 200, 'the key works');
+  const listed = JSON.parse((await keys(database.url, '--json', 'list')).stdout);
+  t.ok(Array.isArray(listed));
+  t.match(
+    listed.find((k: { id: string }) => k.id === body.id),
+    { owner: 'umbrella', prefix: String, revokedAt: null },
+  );
+  t.notMatch(JSON.stringify(listed), body.key, 'no secret in the list');
+  t.same(JSON.parse((await keys(database.url, 'revoke', body.id, '--json')).stdout), { revoked: true });
+  const again = await keys(database.url, 'revoke', body.id, '--json');
+  t.equal(again.status, 1);
+  t.same(JSON.parse(again.stdout), { revoked: false });
+});
+
 t.test('create-operator: a key for the operator routes only; list shows it; revoke turns it off', async (t) => {
   const created = await keys(database.url, 'create-operator', 'alice');
   t.equal(created.status, 0, created.stderr);
