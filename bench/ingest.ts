@@ -26,14 +26,18 @@ import { freePort } from '../src/db/embedded-postgres.ts';
 import {
   BENCH_ORDER,
   type Cleanup,
+  closedLoop,
   cpuSnapshot,
   cpuUse,
   createMerchant,
   formatTable,
+  httpRequest,
   interrupted,
+  type Measured,
   openBenchDatabase,
   percentile,
   positiveNumber,
+  type Reply,
   ROOT,
   runCleanups,
   type ServiceProcess,
@@ -47,12 +51,11 @@ const PGBENCH_CLIENTS = levels('BENCH_PGBENCH_CLIENTS', '1,8,16,32,64');
 const READ_CONCURRENCY = levels('BENCH_READ_CONCURRENCY', '16')[0] as number;
 /** Untimed runs first, so JIT warm-up and pool connects are in no figure. */
 const WARMUP_SECONDS = Math.min(2, SECONDS);
-const REQUEST_TIMEOUT_MS = 30_000;
 const PGBENCH_SCRIPT = path.join(ROOT, 'bench', 'ingest.pgbench.sql');
 const P99_TARGET_MS = 20;
 const RATIO_TARGET = 0.5;
 
-type Outcome = Readonly<{ ok: number; perSecond: number; latenciesMs: number[]; failures: Map<string, number> }>;
+type Outcome = Measured;
 type Level = Readonly<{ concurrency: number; outcome: Outcome; cpu: string }>;
 type OpenRun = Readonly<{ label: string; rate: number; outcome: Outcome }>;
 
@@ -88,7 +91,12 @@ async function main(): Promise<void> {
     const client = createClient([service.url], merchant.apiKey);
     const first = await client.post();
     if (first.status !== 201) throw new Error(`the first create answered ${first.status}`);
-    const bodyLength = await checkPgbenchRows(pool, database.url, merchant.id, first.orderId);
+    const bodyLength = await checkPgbenchRows(
+      pool,
+      database.url,
+      merchant.id,
+      (JSON.parse(first.body) as { id: string }).id,
+    );
 
     const pgbench: Level[] = [];
     await runPgbench(database.url, merchant.id, bodyLength, Math.max(...PGBENCH_CLIENTS), WARMUP_SECONDS);
@@ -240,7 +248,7 @@ async function runPgbench(
       }
     }
     const failures = new Map<string, number>(failed > 0 ? [['failed transactions', failed]] : []);
-    return { ok: latenciesMs.length, perSecond: tps, latenciesMs, failures };
+    return { perSecond: tps, latenciesMs, failures };
   } finally {
     await rm(logDir, { recursive: true, force: true });
   }
@@ -279,8 +287,8 @@ function pgbenchProcess(url: string, merchantId: string, bodyLength: number, arg
 // HTTP load
 
 type Client = Readonly<{
-  post(): Promise<{ status: number; orderId: string }>;
-  get(path: string): Promise<{ status: number; orderId: string }>;
+  post(): Promise<Reply>;
+  get(path: string): Promise<Reply>;
 }>;
 
 /** Requests spread round-robin over `urls`, one kept-alive agent per base URL. */
@@ -295,7 +303,7 @@ function createClient(urls: readonly string[], apiKey: string): Client {
   return {
     post: () => {
       const { base, agent } = pick();
-      return request(agent, new URL('/payment-orders', base), 'POST', body, {
+      return httpRequest(agent, new URL('/payment-orders', base), 'POST', body, {
         Authorization: `Bearer ${apiKey}`,
         'Content-Type': 'application/json',
         'Content-Length': String(Buffer.byteLength(body)),
@@ -304,58 +312,9 @@ function createClient(urls: readonly string[], apiKey: string): Client {
     },
     get: (path) => {
       const { base, agent } = pick();
-      return request(agent, new URL(path, base), 'GET', null, { Authorization: `Bearer ${apiKey}` });
+      return httpRequest(agent, new URL(path, base), 'GET', null, { Authorization: `Bearer ${apiKey}` });
     },
   };
-}
-
-function request(
-  agent: http.Agent,
-  url: URL,
-  method: string,
-  body: string | null,
-  headers: Record<string, string>,
-): Promise<{ status: number; orderId: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        if (text.length < 200) text += chunk; // the id is near the start
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, orderId: /"id":"([^"]+)"/.exec(text)?.[1] ?? '' }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
-    req.end(body ?? undefined);
-  });
-}
-
-/** `concurrency` workers sending back to back until the time is up; the rate is over the wall time. */
-async function closedLoop(
-  concurrency: number,
-  seconds: number,
-  send: () => Promise<{ status: number }>,
-): Promise<Outcome> {
-  const latenciesMs: number[] = [];
-  const failures = new Map<string, number>();
-  const started = performance.now();
-  const deadline = started + seconds * 1_000;
-  const worker = async () => {
-    while (performance.now() < deadline && !interrupted()) {
-      const t0 = performance.now();
-      const failure = await send().then(
-        (res) => (res.status === 200 || res.status === 201 ? null : `HTTP ${res.status}`),
-        (error: unknown) => `error: ${(error as Error)?.message ?? String(error)}`,
-      );
-      if (failure === null) latenciesMs.push(performance.now() - t0);
-      else failures.set(failure, (failures.get(failure) ?? 0) + 1);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsedSeconds = (performance.now() - started) / 1_000;
-  return { ok: latenciesMs.length, perSecond: latenciesMs.length / elapsedSeconds, latenciesMs, failures };
 }
 
 /**
@@ -390,7 +349,7 @@ async function openLoop(rate: number, seconds: number, send: () => Promise<{ sta
   }
   await Promise.all(inFlight);
   const elapsedSeconds = (performance.now() - started) / 1_000;
-  return { ok: latenciesMs.length, perSecond: latenciesMs.length / elapsedSeconds, latenciesMs, failures };
+  return { perSecond: latenciesMs.length / elapsedSeconds, latenciesMs, failures };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -46,15 +46,19 @@ import {
   BENCH_ORDER,
   type Cleanup,
   type CpuSnapshot,
+  closedLoop,
   cpuSnapshot,
   cpuUse,
   createMerchant,
   formatTable,
+  httpRequest,
   interrupted,
+  type Measured,
   openBenchDatabase,
   percentile,
   positiveInteger,
   positiveNumber,
+  type Reply,
   runCleanups,
   spawnService,
   stopOnCtrlC,
@@ -70,7 +74,6 @@ const LOAD_BATCH = positiveInteger('BENCH_LOAD_BATCH', 100_000);
 const EXPLAIN = process.env.BENCH_EXPLAIN === '1';
 const WARMUP_SECONDS = Math.min(1, SECONDS);
 const WARMUP_SCRAPES = 5;
-const REQUEST_TIMEOUT_MS = 30_000;
 
 const P99_RATIO_TARGET = 1.2;
 const METRICS_TARGET_MS = 50;
@@ -92,7 +95,6 @@ const METRICS = 'GET /metrics';
 const OPERATIONS = [POST, GET_BY_ID, LIST, LIST_STATUS, LIST_PAGE_2, METRICS] as const;
 type Operation = (typeof OPERATIONS)[number];
 
-type Reply = Readonly<{ status: number; body: string }>;
 type Outcome = Readonly<{
   perSecond: number;
   latenciesMs: number[];
@@ -104,7 +106,6 @@ type Outcome = Readonly<{
   /** WAL the server wrote per successful request over the loop (see walText). */
   wal: string;
 }>;
-type Measured = Omit<Outcome, 'cpu' | 'otherCpu' | 'wal'>;
 type Phase = Map<Operation, Outcome>;
 
 async function main(): Promise<void> {
@@ -318,69 +319,15 @@ function createClient(baseUrl: string, apiKey: string): Client {
   const body = JSON.stringify(BENCH_ORDER);
   return {
     post: () =>
-      request(agent, new URL('/payment-orders', baseUrl), 'POST', body, {
+      httpRequest(agent, new URL('/payment-orders', baseUrl), 'POST', body, {
         Authorization: `Bearer ${apiKey}`,
         'Content-Type': 'application/json',
         'Content-Length': String(Buffer.byteLength(body)),
         'Idempotency-Key': `bench-${randomUUID()}`,
       }),
-    get: (path) => request(agent, new URL(path, baseUrl), 'GET', null, { Authorization: `Bearer ${apiKey}` }),
+    get: (path) => httpRequest(agent, new URL(path, baseUrl), 'GET', null, { Authorization: `Bearer ${apiKey}` }),
     close: () => agent.destroy(),
   };
-}
-
-function request(
-  agent: http.Agent,
-  url: URL,
-  method: string,
-  body: string | null,
-  headers: Record<string, string>,
-): Promise<Reply> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method, agent, headers, timeout: REQUEST_TIMEOUT_MS }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('timeout', () => req.destroy(new Error('request timed out')));
-    req.on('error', reject);
-    req.end(body ?? undefined);
-  });
-}
-
-/**
- * `concurrency` workers sending back to back until the time is up; 200 and 201 are successes (their
- * latencies kept, `onOk` told), anything else a failure by label. The rate is over the wall time.
- */
-async function closedLoop(
-  concurrency: number,
-  seconds: number,
-  send: () => Promise<Reply>,
-  onOk?: (reply: Reply) => void,
-): Promise<Measured> {
-  const latenciesMs: number[] = [];
-  const failures = new Map<string, number>();
-  const started = performance.now();
-  const deadline = started + seconds * 1_000;
-  const worker = async () => {
-    while (performance.now() < deadline && !interrupted()) {
-      const t0 = performance.now();
-      const failure = await send().then(
-        (reply) => {
-          if (reply.status !== 200 && reply.status !== 201) return `HTTP ${reply.status}`;
-          onOk?.(reply);
-          return null;
-        },
-        (error: unknown) => `error: ${(error as Error)?.message ?? String(error)}`,
-      );
-      if (failure === null) latenciesMs.push(performance.now() - t0);
-      else failures.set(failure, (failures.get(failure) ?? 0) + 1);
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsedSeconds = (performance.now() - started) / 1_000;
-  return { perSecond: latenciesMs.length / elapsedSeconds, latenciesMs, failures };
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -340,6 +340,69 @@ export async function stopForked(child: ChildProcess, exited: Promise<string>, t
 }
 
 // ---------------------------------------------------------------------------------------------
+// HTTP load: one request, and closed-loop clients
+
+export type Reply = Readonly<{ status: number; body: string }>;
+/** A load run: successes per second of wall time, their latencies, and the failures by label. */
+export type Measured = Readonly<{ perSecond: number; latenciesMs: number[]; failures: Map<string, number> }>;
+const HTTP_REQUEST_TIMEOUT_MS = 30_000;
+
+/** One request on `agent` (keep-alive); resolves with the status and the whole body. */
+export function httpRequest(
+  agent: http.Agent,
+  url: URL,
+  method: string,
+  body: string | null,
+  headers: Record<string, string>,
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, agent, headers, timeout: HTTP_REQUEST_TIMEOUT_MS }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error('request timed out')));
+    req.on('error', reject);
+    req.end(body ?? undefined);
+  });
+}
+
+/**
+ * `concurrency` workers sending back to back until the time is up; 200 and 201 are successes (their
+ * latencies kept, `onOk` told), anything else a failure by label. The rate is over the wall time.
+ */
+export async function closedLoop(
+  concurrency: number,
+  seconds: number,
+  send: () => Promise<Reply>,
+  onOk?: (reply: Reply) => void,
+): Promise<Measured> {
+  const latenciesMs: number[] = [];
+  const failures = new Map<string, number>();
+  const started = performance.now();
+  const deadline = started + seconds * 1_000;
+  const worker = async () => {
+    while (performance.now() < deadline && !interrupted()) {
+      const t0 = performance.now();
+      const failure = await send().then(
+        (reply) => {
+          if (reply.status !== 200 && reply.status !== 201) return `HTTP ${reply.status}`;
+          onOk?.(reply);
+          return null;
+        },
+        (error: unknown) => `error: ${(error as Error)?.message ?? String(error)}`,
+      );
+      if (failure === null) latenciesMs.push(performance.now() - t0);
+      else failures.set(failure, (failures.get(failure) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsedSeconds = (performance.now() - started) / 1_000;
+  return { perSecond: latenciesMs.length / elapsedSeconds, latenciesMs, failures };
+}
+
+// ---------------------------------------------------------------------------------------------
 // CPU use (Linux /proc; null elsewhere)
 
 export type CpuSnapshot = Readonly<{ busy: number; total: number; perPid: (number | null)[] }> | null;
