@@ -119,6 +119,37 @@ export async function currentSecret(db: Executor, id: string): Promise<string> {
   return row.secret;
 }
 
+export type SubscriptionChange = Readonly<{ url?: string; events?: readonly string[]; enabled?: boolean }>;
+
+/**
+ * A merchant's change to its endpoint: the URL, the event types, or on/off. Turning it on clears
+ * the reason it was turned off (a 410, say); turning it off records that the merchant did.
+ * update webhook_subscriptions set ... where merchant_id = $1 and id = $2 and deleted_at is null
+ */
+export async function updateSubscription(
+  db: Executor,
+  merchantId: string,
+  id: string,
+  change: SubscriptionChange,
+): Promise<Subscription | null> {
+  const row = await db
+    .updateTable('webhook_subscriptions')
+    .set({
+      ...(change.url === undefined ? {} : { url: change.url }),
+      ...(change.events === undefined ? {} : { events: [...change.events] }),
+      ...(change.enabled === undefined
+        ? {}
+        : { enabled: change.enabled, disabled_reason: change.enabled ? null : 'disabled by the merchant' }),
+      updated_at: sql<Date>`now()`,
+    })
+    .where('merchant_id', '=', merchantId)
+    .where('id', '=', id)
+    .where('deleted_at', 'is', null)
+    .returningAll()
+    .executeTakeFirst();
+  return row ? toSubscription(row) : null;
+}
+
 export async function disableSubscription(db: Executor, id: string, reason: string): Promise<void> {
   await db
     .updateTable('webhook_subscriptions')

@@ -10,6 +10,7 @@ import {
   listSubscriptions,
   rotateSecret,
   type Subscription,
+  updateSubscription,
 } from '../../db/webhook-subscriptions.repository.ts';
 import { NotFoundError } from '../../domain/errors.ts';
 import { EVENT_TYPES } from '../../domain/event-types.ts';
@@ -19,14 +20,16 @@ import { checkWebhookUrl, type UrlPolicy } from '../../webhooks/url-policy.ts';
 import { jsonBody } from '../middleware.ts';
 import { HttpError, validationProblem } from '../problem.ts';
 
-const createBody = z.strictObject({
-  url: z.string().min(1).max(2048),
-  events: z
-    .array(z.enum(EVENT_TYPES, { error: `must be one of ${EVENT_TYPES.join(', ')}` }))
-    .min(1)
-    .refine((events) => new Set(events).size === events.length, { error: 'must not repeat an event type' })
-    .optional(),
-});
+const url = z.string().min(1).max(2048);
+const events = z
+  .array(z.enum(EVENT_TYPES, { error: `must be one of ${EVENT_TYPES.join(', ')}` }))
+  .min(1)
+  .refine((types) => new Set(types).size === types.length, { error: 'must not repeat an event type' });
+const createBody = z.strictObject({ url, events: events.optional() });
+/** PATCH: any of the three; `enabled: true` turns on an endpoint that was turned off (after a 410, say). */
+const updateBody = z
+  .strictObject({ url: url.optional(), events: events.optional(), enabled: z.boolean().optional() })
+  .refine((body) => Object.keys(body).length > 0, { error: 'send at least one of url, events, enabled' });
 
 const subscriptionId = idPattern('whs');
 
@@ -79,6 +82,29 @@ export function webhookSubscriptionRoutes(deps: WebhookRoutesDeps): Router {
 
   router.get('/webhook-subscriptions/:id', async (req, res) => {
     res.json(subscriptionJson(await load(res.locals.merchantId, String(req.params.id))));
+  });
+
+  router.patch('/webhook-subscriptions/:id', ...jsonBody(), async (req, res) => {
+    const id = String(req.params.id);
+    await load(res.locals.merchantId, id);
+    const parsed = updateBody.safeParse(req.body);
+    if (!parsed.success) {
+      const problem = validationProblem(parsed.error, 'body');
+      throw new HttpError('validation_failed', problem.detail, { details: { errors: problem.errors } });
+    }
+    let checkedUrl: string | undefined;
+    if (parsed.data.url !== undefined) {
+      const refusal = checkWebhookUrl(parsed.data.url, deps.urlPolicy);
+      if (refusal) throw new HttpError('url_not_allowed', refusal, { details: { param: 'url' } });
+      checkedUrl = new URL(parsed.data.url.trim()).href;
+    }
+    const updated = await updateSubscription(db, res.locals.merchantId, id, {
+      ...(checkedUrl === undefined ? {} : { url: checkedUrl }),
+      ...(parsed.data.events === undefined ? {} : { events: parsed.data.events }),
+      ...(parsed.data.enabled === undefined ? {} : { enabled: parsed.data.enabled }),
+    });
+    if (!updated) throw new NotFoundError('webhook subscription', id);
+    res.json(subscriptionJson(updated));
   });
 
   router.delete('/webhook-subscriptions/:id', async (req, res) => {
