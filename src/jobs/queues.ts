@@ -85,7 +85,12 @@ export function enqueueProcessPaymentOrder(boss: PgBoss) {
 export function enqueueNewOrders(boss: PgBoss) {
   return async (db: SqlExecutor, orderIds: readonly string[]): Promise<void> => {
     const jobs = orderIds.map((orderId) => ({ data: { orderId, generation: 0 } satisfies ProcessPaymentOrderPayload }));
-    await boss.insert(QUEUES.processPaymentOrder, jobs, { db });
+    // pg-boss's insert ends in ON CONFLICT DO NOTHING: a job it skipped would leave a committed
+    // order that nothing sends. Count them, and fail the create (it rolls back) if one is missing.
+    const ids = await boss.insert(QUEUES.processPaymentOrder, jobs, { db, returnId: true });
+    if ((ids?.length ?? 0) !== orderIds.length) {
+      throw new Error(`pg-boss inserted ${ids?.length ?? 0} of ${orderIds.length} processing jobs`);
+    }
   };
 }
 

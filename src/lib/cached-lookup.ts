@@ -24,10 +24,13 @@ export function cachedLookup<K, V>(
     const entry = entries.get(id);
     if (entry && entry.expiresAt > now()) return entry.value;
     entries.delete(id);
+    // The answer's age counts from before the lookup: a lookup that waited for a connection must not
+    // stretch how long a revoked key keeps working past ttlMs.
+    const askedAt = now();
     const value = await lookup(key);
     if (value !== null) {
       if (entries.size >= maxEntries) entries.delete(entries.keys().next().value as string);
-      entries.set(id, { value, expiresAt: now() + options.ttlMs });
+      entries.set(id, { value, expiresAt: askedAt + options.ttlMs });
     }
     return value;
   };

@@ -58,6 +58,8 @@ export type KafkaBroker = Readonly<{
   createTopic(name: string, options?: TopicOptions): Promise<void>;
   /** Every record of the topic, from the beginning, read by Apache Kafka's console consumer. */
   readTopic(topic: string): Promise<ConsumedRecord[]>;
+  /** Each partition's end offset now: records written later have offsets at or past it. */
+  endOffsets(topic: string): Promise<Map<number, number>>;
   /** SIGKILL: no shutdown, no flush; the log directory stays as the process left it. */
   kill(): Promise<void>;
   /** SIGTERM and wait (SIGKILL after 30 s). */
@@ -166,6 +168,7 @@ export async function startKafkaBroker(options: BrokerOptions = {}): Promise<Kaf
     running,
     createTopic: (name, topicOptions) => createTopic([address], name, topicOptions),
     readTopic: (topic) => readTopic(classpath, address, topic),
+    endOffsets: (topic) => endOffsets(classpath, address, topic),
     kill: () => signalAndWait('SIGKILL'),
     stop: () => signalAndWait('SIGTERM'),
     start,
@@ -302,8 +305,13 @@ export async function readTopic(
   return records;
 }
 
-/** `GetOffsetShell` prints `topic:partition:endOffset` per partition. */
 async function recordsInTopic(classpath: string, address: string, topic: string): Promise<number> {
+  const offsets = await endOffsets(classpath, address, topic);
+  return [...offsets.values()].reduce((sum, offset) => sum + offset, 0);
+}
+
+/** Each partition's end offset (the next record's), as `GetOffsetShell` prints them: `topic:partition:endOffset`. */
+async function endOffsets(classpath: string, address: string, topic: string): Promise<Map<number, number>> {
   const { stdout } = await run('java', [
     `-Dlog4j2.configurationFile=${LOG_CONFIG}`,
     '-cp',
@@ -314,13 +322,17 @@ async function recordsInTopic(classpath: string, address: string, topic: string)
     '--topic',
     topic,
   ]);
-  const offsets = stdout
-    .split('\n')
-    .filter((line) => line.startsWith(`${topic}:`))
-    .map((line) => Number(line.slice(line.lastIndexOf(':') + 1)));
-  if (offsets.length === 0 || offsets.some((offset) => !Number.isInteger(offset)))
-    throw new Error(`GetOffsetShell printed no offsets for ${topic}:\n${stdout}`);
-  return offsets.reduce((sum, offset) => sum + offset, 0);
+  const offsets = new Map<number, number>();
+  for (const line of stdout.split('\n').filter((l) => l.startsWith(`${topic}:`))) {
+    const [partition, offset] = line
+      .slice(topic.length + 1)
+      .split(':')
+      .map(Number);
+    if (!Number.isInteger(partition) || !Number.isInteger(offset)) continue;
+    offsets.set(partition as number, offset as number);
+  }
+  if (offsets.size === 0) throw new Error(`GetOffsetShell printed no offsets for ${topic}:\n${stdout}`);
+  return offsets;
 }
 
 /**
