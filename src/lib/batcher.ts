@@ -13,7 +13,10 @@ export type BatcherOptions<I, O> = Readonly<{
   maxBatch: number;
   /** Most batches running at once (each holds a database connection while it runs). */
   maxInFlight: number;
-  /** Items with the same key never share a batch: the later one waits for a following batch. */
+  /**
+   * Items with the same key never share a batch: the later one goes in another batch, which may run
+   * at the same time (for creates, the database then makes it wait for the first one's commit).
+   */
   keyOf: (item: I) => string;
   /** Runs one batch; returns one result per item, in order. A throw fails every item with it. */
   run: (items: readonly I[]) => Promise<readonly Settled<O>[]>;
