@@ -110,6 +110,7 @@ t.test('record: key = order id, value = the webhook body, event id and type in h
     id: 'evt_1',
     type: 'payment_order.failed',
     orderId: 'po_1',
+    subscriptionId: null,
     merchantId: 'mer_1',
     createdAt: new Date('2025-01-02T03:04:05.678Z'),
     payload: { id: 'po_1', status: 'FAILED', failure: { code: 'generic_decline' } },

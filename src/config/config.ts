@@ -17,6 +17,8 @@ const envSchema = z.object({
   /** 0 = pick a free port at every start; the URL is logged. */
   EMBEDDED_PG_PORT: z.coerce.number().int().min(0).max(65535).default(0),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** json: one JSON object a line; pretty: human text (pino-pretty); auto: pretty on a terminal, else json. */
+  LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   /** Stripe keeps keys 24 h; we never keep them for less. */
   IDEMPOTENCY_KEY_TTL_HOURS: z.coerce
     .number()
@@ -172,6 +174,12 @@ const envSchema = z.object({
     .min(0)
     .max(24 * 30)
     .default(24),
+  /**
+   * An endpoint whose every delivery attempt has failed for this many days is switched off
+   * (enabled=false, webhook_subscription.disabled to the merchant's other endpoints), checked every
+   * hour; 0 = never. 5, as Svix does: longer than the ~3 days of one delivery's retry schedule.
+   */
+  WEBHOOK_DISABLE_AFTER_DAYS: z.coerce.number().int().min(0).max(365).default(5),
   /** Kafka brokers, "host:port,..."; unset = no Kafka emitter. */
   KAFKA_BROKERS: z.string().optional(),
   KAFKA_TOPIC: z.string().min(1).default('payment-orders.events'),
@@ -189,6 +197,7 @@ export type Config = Readonly<{
   dataDir: string;
   embeddedPgPort: number;
   logLevel: z.infer<typeof envSchema>['LOG_LEVEL'];
+  logFormat: z.infer<typeof envSchema>['LOG_FORMAT'];
   idempotencyKeyTtlHours: number;
   idempotencySweepCron: string;
   providers: readonly string[];
@@ -231,6 +240,8 @@ export type Config = Readonly<{
     retryScheduleMs: readonly number[];
     concurrency: number;
     secretRotationMs: number;
+    /** WEBHOOK_DISABLE_AFTER_DAYS; 0 = never. */
+    disableAfterDays: number;
   }>;
   kafka: Readonly<{
     brokers: readonly string[];
@@ -315,6 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: e.DATA_DIR,
     embeddedPgPort: e.EMBEDDED_PG_PORT,
     logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT,
     idempotencyKeyTtlHours: e.IDEMPOTENCY_KEY_TTL_HOURS,
     idempotencySweepCron: e.IDEMPOTENCY_SWEEP_CRON,
     providers: Object.freeze([...e.PROVIDERS]),
@@ -360,6 +372,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       retryScheduleMs: Object.freeze(e.WEBHOOK_RETRY_SCHEDULE_SECONDS.map((seconds) => seconds * 1000)),
       concurrency: e.WEBHOOK_CONCURRENCY,
       secretRotationMs: e.WEBHOOK_SECRET_ROTATION_HOURS * 3_600_000,
+      disableAfterDays: e.WEBHOOK_DISABLE_AFTER_DAYS,
     }),
     kafka: e.KAFKA_BROKERS
       ? Object.freeze({

@@ -4,7 +4,7 @@
 import type { Selectable } from 'kysely';
 import { sql } from 'kysely';
 import type { OutboxEvent } from '../domain/event-body.ts';
-import type { EventType } from '../domain/event-types.ts';
+import type { EventType, OrderEventType, SubscriptionEventType } from '../domain/event-types.ts';
 import { orderJson } from '../domain/order-json.ts';
 import type { PaymentOrder } from '../domain/payment-order.ts';
 import { newId } from '../lib/ids.ts';
@@ -22,12 +22,16 @@ export const OUTBOX_CHANNEL = 'outbox_events';
  *
  * insert into outbox_events (id, merchant_id, order_id, type, payload) values (...)
  */
-export async function insertOrderEvent(trx: Tx, order: PaymentOrder, type: EventType): Promise<void> {
+export async function insertOrderEvent(trx: Tx, order: PaymentOrder, type: OrderEventType): Promise<void> {
   await insertOrderEvents(trx, [order], type);
 }
 
 /** One event of `type` for each order, in one statement; returns the new event ids in order. */
-export async function insertOrderEvents(trx: Tx, orders: readonly PaymentOrder[], type: EventType): Promise<string[]> {
+export async function insertOrderEvents(
+  trx: Tx,
+  orders: readonly PaymentOrder[],
+  type: OrderEventType,
+): Promise<string[]> {
   if (orders.length === 0) return [];
   const ids = orders.map(() => newId('evt'));
   await trx
@@ -45,12 +49,45 @@ export async function insertOrderEvents(trx: Tx, orders: readonly PaymentOrder[]
   return ids;
 }
 
+/** A subscription's state, as an event carries it: its public JSON, never its secret. */
+export type SubscriptionEventSubject = Readonly<{ id: string; merchantId: string; json: Record<string, unknown> }>;
+
+/**
+ * One event of `type` about each subscription (webhook_subscription.disabled), in the transaction
+ * of the change it reports; returns the new event ids in order. The relay sends it to the
+ * merchant's other endpoints that want it, never to the subject itself (insertDeliveriesForEvents).
+ *
+ * insert into outbox_events (id, merchant_id, subscription_id, type, payload) values (...), ...
+ */
+export async function insertSubscriptionEvents(
+  trx: Tx,
+  subjects: readonly SubscriptionEventSubject[],
+  type: SubscriptionEventType,
+): Promise<string[]> {
+  if (subjects.length === 0) return [];
+  const ids = subjects.map(() => newId('evt'));
+  await trx
+    .insertInto('outbox_events')
+    .values(
+      subjects.map((subject, i) => ({
+        id: ids[i] as string,
+        merchant_id: subject.merchantId,
+        subscription_id: subject.id,
+        type,
+        payload: JSON.stringify(subject.json),
+      })),
+    )
+    .execute();
+  return ids;
+}
+
 export function toOutboxEvent(row: Selectable<OutboxEventsTable>): OutboxEvent {
   return {
     id: row.id,
     // The check constraint admits only EVENT_TYPES (test/migrations.test.ts compares them).
     type: row.type as EventType,
     orderId: row.order_id,
+    subscriptionId: row.subscription_id,
     merchantId: row.merchant_id,
     createdAt: row.created_at,
     payload: row.payload,
@@ -102,7 +139,7 @@ export async function listEvents(
  * The oldest events not yet published to Kafka, if this transaction is the one publisher:
  *
  *   select pg_try_advisory_xact_lock(hashtextextended('outbox:kafka-emitter', 0));
- *   select id, type, order_id, merchant_id, created_at, payload from outbox_events
+ *   select id, type, order_id, subscription_id, merchant_id, created_at, payload from outbox_events
  *    where kafka_published_at is null order by created_at, id limit $1
  *
  * A mark, not a cursor: a row whose transaction committed after a later row's is still unmarked,
@@ -116,7 +153,7 @@ export async function takeUnpublishedEvents(trx: Tx, limit: number): Promise<Out
     select pg_try_advisory_xact_lock(hashtextextended('outbox:kafka-emitter', 0)) as locked`.execute(trx);
   if (!lock[0]?.locked) return [];
   const { rows } = await sql<Selectable<OutboxEventsTable>>`
-    select id, type, order_id, merchant_id, created_at, payload
+    select id, type, order_id, subscription_id, merchant_id, created_at, payload
       from outbox_events
      where kafka_published_at is null and kafka_dead_at is null
      order by created_at, id

@@ -100,7 +100,9 @@ export interface ProviderAttemptsTable {
 export interface OutboxEventsTable {
   id: string;
   merchant_id: string;
-  order_id: string;
+  /** The event's subject (sql/011): the order for payment_order.*, the subscription for webhook_subscription.*. */
+  order_id: string | null;
+  subscription_id: string | null;
   type: string;
   payload: JSONColumnType<Record<string, unknown>, string, never>;
   created_at: CreatedAt;
@@ -123,6 +125,8 @@ export interface WebhookSubscriptionsTable {
   previous_secret: string | null;
   previous_secret_expires_at: Date | null;
   disabled_reason: string | null;
+  /** Attempts before this are not held against the endpoint by the automatic disabling (sql/011). */
+  failures_count_from: ColumnType<Date, Date | undefined, Date>;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, Date | undefined, Date>;
   deleted_at: Date | null;

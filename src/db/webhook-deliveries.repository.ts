@@ -10,11 +10,14 @@ import { type Subscription, toSubscription } from './webhook-subscriptions.repos
 
 type Executor = Db | Tx;
 
+/** The statuses of webhook_deliveries (its check constraint, sql/003). */
+export const DELIVERY_STATUSES = ['pending', 'delivered', 'dead', 'cancelled'] as const;
+
 export type Delivery = Readonly<{
   id: string;
   eventId: string;
   subscriptionId: string;
-  status: 'pending' | 'delivered' | 'dead' | 'cancelled';
+  status: (typeof DELIVERY_STATUSES)[number];
   attemptCount: number;
   nextAttemptAt: Date | null;
   lastStatusCode: number | null;
@@ -188,32 +191,63 @@ export async function findDeliveryFor(db: Executor, eventId: string, subscriptio
   return row ? toDelivery(row) : null;
 }
 
+export type DeliveryStatus = Delivery['status'];
+
+export type DeliveryAttempt = Readonly<{
+  number: number;
+  at: Date;
+  statusCode: number | null;
+  latencyMs: number | null;
+  error: string | null;
+}>;
+
+export type ListedDelivery = Delivery & Readonly<{ eventType: string; attempts: DeliveryAttempt[] }>;
+
+export type ListDeliveriesQuery = Readonly<{
+  subscriptionId: string;
+  status?: DeliveryStatus | undefined;
+  eventType?: string | undefined;
+  /** A delivery id: the page continues below that delivery's place. */
+  startingAfter?: string | undefined;
+  limit: number;
+}>;
+
+/**
+ * One subscription's deliveries, newest first, keyset-paginated by (created_at, id) — the id breaks
+ * the ties of one relay statement's deliveries — with each one's attempts (a second query for the
+ * page). A cursor that is not one of this subscription's deliveries gives an empty page.
+ *
+ *   select d.*, e.type from webhook_deliveries d join outbox_events e on e.id = d.event_id
+ *    where d.subscription_id = $1 [and d.status = $2] [and e.type = $3]
+ *      [and (d.created_at, d.id) < (select created_at, id from webhook_deliveries where id = $4 and subscription_id = $1)]
+ *    order by d.created_at desc, d.id desc limit $5 + 1
+ */
 export async function listDeliveries(
   db: Executor,
-  subscriptionId: string,
-  limit: number,
-): Promise<
-  Array<
-    Delivery & {
-      attempts: Array<{
-        number: number;
-        at: Date;
-        statusCode: number | null;
-        latencyMs: number | null;
-        error: string | null;
-      }>;
-    }
-  >
-> {
-  const deliveries = await db
-    .selectFrom('webhook_deliveries')
-    .selectAll()
-    .where('subscription_id', '=', subscriptionId)
-    .orderBy('created_at', 'desc')
-    .limit(limit)
+  query: ListDeliveriesQuery,
+): Promise<{ deliveries: ListedDelivery[]; hasMore: boolean }> {
+  let select = db
+    .selectFrom('webhook_deliveries as d')
+    .innerJoin('outbox_events as e', 'e.id', 'd.event_id')
+    .selectAll('d')
+    .select('e.type as event_type')
+    .where('d.subscription_id', '=', query.subscriptionId);
+  if (query.status) select = select.where('d.status', '=', query.status);
+  if (query.eventType) select = select.where('e.type', '=', query.eventType);
+  if (query.startingAfter) {
+    select = select.where(
+      sql<boolean>`(d.created_at, d.id) < (select c.created_at, c.id from webhook_deliveries c
+                                            where c.id = ${query.startingAfter} and c.subscription_id = ${query.subscriptionId})`,
+    );
+  }
+  const rows = await select
+    .orderBy('d.created_at', 'desc')
+    .orderBy('d.id', 'desc')
+    .limit(query.limit + 1)
     .execute();
+  const page = rows.slice(0, query.limit);
   const attempts =
-    deliveries.length === 0
+    page.length === 0
       ? []
       : await db
           .selectFrom('webhook_delivery_attempts')
@@ -221,12 +255,13 @@ export async function listDeliveries(
           .where(
             'delivery_id',
             'in',
-            deliveries.map((d) => d.id),
+            page.map((d) => d.id),
           )
           .orderBy('attempt_number')
           .execute();
-  return deliveries.map((row) => ({
+  const deliveries = page.map((row) => ({
     ...toDelivery(row),
+    eventType: row.event_type,
     attempts: attempts
       .filter((a) => a.delivery_id === row.id)
       .map((a) => ({
@@ -237,6 +272,7 @@ export async function listDeliveries(
         error: a.error,
       })),
   }));
+  return { deliveries, hasMore: rows.length > query.limit };
 }
 
 /**
@@ -252,7 +288,10 @@ export async function insertDeliveriesForEvents(trx: Tx, eventIds: readonly stri
         .onRef('s.merchant_id', '=', 'e.merchant_id')
         .on('s.enabled', '=', true)
         .on('s.deleted_at', 'is', null)
-        .on(sql<boolean>`e.type = any(s.events)`),
+        .on(sql<boolean>`e.type = any(s.events)`)
+        // An event about a subscription (its disabling) goes to the merchant's other endpoints: the
+        // subject is off by then, and one turned back on before this relay pass must not hear it.
+        .on(sql<boolean>`e.subscription_id is distinct from s.id`),
     )
     .select(['e.id as eventId', 's.id as subscriptionId'])
     .where('e.id', 'in', eventIds)
@@ -277,9 +316,73 @@ export async function insertDeliveriesForEvents(trx: Tx, eventIds: readonly stri
 
 /** update webhook_deliveries set status = 'pending', next_attempt_at = now() where id = $1 (a redelivery) */
 export async function reopenDelivery(trx: Tx, id: string): Promise<void> {
+  await reopenDeliveries(trx, [id]);
+}
+
+/** update webhook_deliveries set status = 'pending', next_attempt_at = now() where id = any($1) (a replay) */
+export async function reopenDeliveries(trx: Tx, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
   await trx
     .updateTable('webhook_deliveries')
     .set({ status: 'pending', next_attempt_at: sql<Date>`now()`, updated_at: sql<Date>`now()` })
-    .where('id', '=', id)
+    .where('id', 'in', [...ids])
     .execute();
+}
+
+/** The delivery statuses a replay sends again: those that ended without reaching the endpoint. */
+export const UNSENT_STATUSES = ['dead', 'cancelled'] as const satisfies readonly DeliveryStatus[];
+
+export type ReplayQuery = Readonly<{
+  subscriptionId: string;
+  /** Events created at or after this... */
+  since: Date;
+  /** ...and before this, if given. */
+  until?: Date | undefined;
+  /** A delivery id: continue after that delivery's place (the previous page's last). */
+  startingAfter?: string | undefined;
+  limit: number;
+}>;
+
+/**
+ * The oldest `limit` dead or cancelled deliveries of one subscription whose events were created in
+ * [since, until), oldest event first (ties by delivery id), locked for the caller's transaction,
+ * with one more looked at to tell whether there are more. The row locks make two replays of one
+ * endpoint at once take each delivery once: the second waits, then sees it pending and skips it.
+ *
+ *   select d.id, d.attempt_count from webhook_deliveries d join outbox_events e on e.id = d.event_id
+ *    where d.subscription_id = $1 and d.status in ('dead', 'cancelled') and e.created_at >= $2
+ *      [and e.created_at < $3] [and (e.created_at, d.id) > (the cursor's)]
+ *    order by e.created_at, d.id limit $4 + 1 for update of d
+ */
+export async function takeDeliveriesToReplay(
+  trx: Tx,
+  query: ReplayQuery,
+): Promise<{ deliveries: Array<{ id: string; eventId: string; attemptCount: number }>; hasMore: boolean }> {
+  let select = trx
+    .selectFrom('webhook_deliveries as d')
+    .innerJoin('outbox_events as e', 'e.id', 'd.event_id')
+    .select(['d.id', 'd.event_id', 'd.attempt_count'])
+    .where('d.subscription_id', '=', query.subscriptionId)
+    .where('d.status', 'in', [...UNSENT_STATUSES])
+    .where('e.created_at', '>=', query.since);
+  if (query.until) select = select.where('e.created_at', '<', query.until);
+  if (query.startingAfter) {
+    select = select.where(
+      sql<boolean>`(e.created_at, d.id) > (select ce.created_at, c.id from webhook_deliveries c
+                                            join outbox_events ce on ce.id = c.event_id
+                                           where c.id = ${query.startingAfter} and c.subscription_id = ${query.subscriptionId})`,
+    );
+  }
+  const rows = await select
+    .orderBy('e.created_at')
+    .orderBy('d.id')
+    .limit(query.limit + 1)
+    .forUpdate('d')
+    .execute();
+  return {
+    deliveries: rows
+      .slice(0, query.limit)
+      .map((row) => ({ id: row.id, eventId: row.event_id, attemptCount: row.attempt_count })),
+    hasMore: rows.length > query.limit,
+  };
 }

@@ -4,10 +4,13 @@ import type { EventType } from './event-types.ts';
 export type OutboxEvent = {
   id: string;
   type: EventType;
-  orderId: string;
+  /** The subject of a payment_order.* event; null for the others. */
+  orderId: string | null;
+  /** The subject of a webhook_subscription.* event; null for the others. */
+  subscriptionId: string | null;
   merchantId: string;
   createdAt: Date;
-  /** The order's public JSON at the terminal transition (see order-json.ts). */
+  /** The subject's public JSON as the event saw it: the order (order-json.ts), or the subscription. */
   payload: Record<string, unknown>;
 };
 
@@ -20,4 +23,14 @@ export type EventBody = { id: string; type: EventType; createdAt: string; data: 
  */
 export function eventBody(event: OutboxEvent): EventBody {
   return { id: event.id, type: event.type, createdAt: event.createdAt.toISOString(), data: event.payload };
+}
+
+/**
+ * What the event is about: the order, or for a webhook_subscription.* event the subscription. The
+ * outbox's check constraint (sql/011) gives every event exactly one.
+ */
+export function eventSubjectId(event: Pick<OutboxEvent, 'id' | 'orderId' | 'subscriptionId'>): string {
+  const subject = event.orderId ?? event.subscriptionId;
+  if (subject === null) throw new Error(`event ${event.id} has no subject`);
+  return subject;
 }

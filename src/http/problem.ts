@@ -16,7 +16,7 @@ export type Problem = Readonly<{
 }>;
 
 /** Each stable error code with its HTTP status and title. The one place codes become statuses. */
-const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: string }>> = {
+export const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: string }>> = {
   validation_failed: { status: 400, title: 'The request is not valid' },
   malformed_json: { status: 400, title: 'The body is not valid JSON' },
   malformed_path: { status: 400, title: 'The URL path is not valid' },
@@ -37,6 +37,7 @@ const PROBLEMS: Readonly<Record<ErrorCode, { status: number; title: string }>> =
   order_not_under_review: { status: 409, title: 'The order is not under review' },
   order_terminal: { status: 409, title: 'The order is final' },
   order_busy: { status: 409, title: 'The order is being processed' },
+  subscription_disabled: { status: 409, title: 'The webhook subscription is disabled' },
   idempotency_key_reused: { status: 422, title: 'Idempotency key reused with different parameters' },
   database_unavailable: { status: 503, title: 'Database unavailable' },
   internal_error: { status: 500, title: 'Internal server error' },

@@ -1,4 +1,4 @@
-import { eventBody, type OutboxEvent } from '../domain/event-body.ts';
+import { eventBody, eventSubjectId, type OutboxEvent } from '../domain/event-body.ts';
 
 /**
  * One Kafka record, strings throughout (the producer uses string serialisers). Structurally a
@@ -6,7 +6,11 @@ import { eventBody, type OutboxEvent } from '../domain/event-body.ts';
  */
 export type EventRecord = Readonly<{
   topic: string;
-  /** The order id: every event of one order lands on the same partition, in order. */
+  /**
+   * The event's subject: the order id for payment_order.* (every event of one order lands on the
+   * same partition, in order), the subscription id for webhook_subscription.* (the same, per
+   * endpoint). One topic for all: consumers tell them apart by the `event-type` header.
+   */
   key: string;
   /** The same JSON as the webhook body. */
   value: string;
@@ -17,7 +21,7 @@ export type EventRecord = Readonly<{
 export function eventRecord(event: OutboxEvent, topic: string): EventRecord {
   return {
     topic,
-    key: event.orderId,
+    key: eventSubjectId(event),
     value: JSON.stringify(eventBody(event)),
     headers: { 'event-id': event.id, 'event-type': event.type },
   };

@@ -24,6 +24,7 @@ export const ERROR_CODES = [
   'order_not_under_review',
   'order_terminal',
   'order_busy',
+  'subscription_disabled',
   'idempotency_key_reused',
   'database_unavailable',
   'internal_error',

@@ -23,7 +23,9 @@ export type RelayDeps = Readonly<{
  * each with its delivery job, and the events marked relayed — all in one transaction, in a few
  * set-based statements per batch (not per event). A row is taken because it is unmarked, not
  * because it comes after a cursor, so an event whose transaction committed late is still relayed;
- * the unique (event, subscription) pair means never twice.
+ * the unique (event, subscription) pair means never twice. Events of every type go the same way,
+ * matched by merchant and type; one about a subscription (webhook_subscription.disabled, which has
+ * no order) is never delivered to that subscription itself (insertDeliveriesForEvents).
  */
 export async function relayPass(deps: Pick<RelayDeps, 'db' | 'enqueueMany' | 'batchSize'>): Promise<number> {
   return deps.db.transaction().execute(async (trx) => {

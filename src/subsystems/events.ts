@@ -1,5 +1,6 @@
 import type { Config } from '../config/config.ts';
 import { startWebhookWorkers } from '../jobs/deliver-webhook.job.ts';
+import { DISABLE_FAILING_WEBHOOKS_QUEUE, startFailingWebhooksCheck } from '../jobs/disable-failing-webhooks.job.ts';
 import { enqueueDeliverWebhook, enqueueFirstDeliveries, QUEUES } from '../jobs/queues.ts';
 import { startKafkaEmitter } from '../kafka/kafka-emitter.ts';
 import type { Logger } from '../lib/logger.ts';
@@ -12,7 +13,8 @@ import type { Started } from './stop-stack.ts';
 
 /**
  * How orders' ends are told: the webhook senders (pg-boss workers with an SSRF-safe dispatcher),
- * the relay from committed outbox rows to deliveries, and the Kafka emitter when configured. Stops
+ * the relay from committed outbox rows to deliveries, the hourly check that switches off endpoints
+ * failing for days (WEBHOOK_DISABLE_AFTER_DAYS), and the Kafka emitter when configured. Stops
  * in reverse: the emitter and the relay, then the deliveries in flight, then their dispatcher.
  */
 export async function startEvents(
@@ -49,6 +51,10 @@ export async function startEvents(
       logger,
       parts.metrics,
     );
+    await startFailingWebhooksCheck(boss, db, config.webhooks.disableAfterDays, logger);
+    if (config.webhooks.disableAfterDays > 0) {
+      stops.push(() => boss.offWork(DISABLE_FAILING_WEBHOOKS_QUEUE, { wait: true }).catch(() => {}));
+    }
     if (config.webhooks.concurrency > 0) {
       const relay = await startRelay({ db, notifications, enqueueMany: enqueueFirstDeliveries(boss), logger });
       stops.push(() => relay.stop());

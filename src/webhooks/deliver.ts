@@ -1,4 +1,4 @@
-import { type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { Db } from '../db/connection.ts';
 import {
   type AttemptOutcome,
@@ -7,14 +7,11 @@ import {
   recordAttemptOutcomes,
   startAttempts,
 } from '../db/webhook-deliveries.repository.ts';
-import { disableSubscription } from '../db/webhook-subscriptions.repository.ts';
 import { eventBody } from '../domain/event-body.ts';
-import { retryAfterMs } from '../lib/retry-after.ts';
-import { VERSION } from '../lib/version.ts';
 import type { EnqueueDelivery } from '../outbox/relay.ts';
+import { disableForGone } from './disable-subscriptions.ts';
 import { nextDelayMs } from './retry-schedule.ts';
-import { isForbiddenDestination } from './safe-http.ts';
-import { signWebhook } from './signing.ts';
+import { isSuccess, type Sent, sendSigned } from './send-signed.ts';
 
 export type DeliverDeps = Readonly<{
   db: Db;
@@ -24,23 +21,13 @@ export type DeliverDeps = Readonly<{
   retryScheduleMs: readonly number[];
 }>;
 
-/** Read at most this much of a subscriber's answer: we only need its status. */
-const MAX_RESPONSE_BYTES = 64 * 1024;
-
-type Sent = Readonly<{
-  statusCode: number | null;
-  error: string | null;
-  retryAfterMs: number | undefined;
-  latencyMs: number;
-}>;
-
 export type DeliveryJob = Readonly<{ deliveryId: string; attempt: number }>;
 export type DeliveryResult = 'stale' | 'cancelled' | 'delivered' | 'disabled' | 'retry' | 'dead';
 
 /**
  * A batch of delivery attempts: the signed POSTs, all at once, then ONE transaction with what they
- * meant — each attempt row, each delivery's new state, the subscriptions to disable and the next
- * attempts' jobs. Reading and stamping the batch are one statement each, so the database work per
+ * meant — each attempt row, each delivery's new state, the subscriptions to disable (a 410) with
+ * their webhook_subscription.disabled events, and the next attempts' jobs. Reading and stamping the batch are one statement each, so the database work per
  * delivery shrinks with the batch. A crash after a subscriber's 2xx and before that transaction
  * means the attempt is made again: at least once, same webhook-id. A job whose attempt is already
  * recorded (an older or repeated job) is stale and does nothing.
@@ -89,7 +76,7 @@ export async function deliverWebhooks(deps: DeliverDeps, jobs: readonly Delivery
       attemptId: attemptIds.get(job.deliveryId) ?? null,
       latencyMs: answer.latencyMs,
     };
-    if (answer.statusCode !== null && answer.statusCode >= 200 && answer.statusCode < 300) {
+    if (isSuccess(answer)) {
       results[index] = 'delivered';
       outcomes.push(outcome(job, 'delivered', request));
     } else if (answer.statusCode === 410) {
@@ -106,8 +93,7 @@ export async function deliverWebhooks(deps: DeliverDeps, jobs: readonly Delivery
 
   await deps.db.transaction().execute(async (trx) => {
     const applied = await recordAttemptOutcomes(trx, outcomes);
-    for (const subscriptionId of new Set(toDisable))
-      await disableSubscription(trx, subscriptionId, 'the endpoint answered 410 Gone');
+    await disableForGone(trx, [...new Set(toDisable)]);
     for (const o of outcomes) {
       if (o.status === 'pending' && o.delayMs !== null && applied.has(o.deliveryId))
         await deps.enqueue(trx, o.deliveryId, o.attempt + 1, o.delayMs);
@@ -144,60 +130,8 @@ function failedToSend(error: unknown): Sent {
 
 /** The Standard Webhooks request: body `{ id, type, createdAt, data }`, signed with every live secret. */
 async function sendEvent(deps: DeliverDeps, { event, subscription }: DeliveryToSend): Promise<Sent> {
-  const body = JSON.stringify(eventBody(event));
-  const timestamp = Math.floor(Date.now() / 1000);
-  return send(
-    deps,
-    subscription.url,
-    {
-      'content-type': 'application/json',
-      'user-agent': `payment-order-gateway-webhooks/${VERSION}`,
-      'webhook-id': event.id,
-      'webhook-timestamp': String(timestamp),
-      'webhook-signature': signWebhook(subscription.signingSecrets, event.id, timestamp, body),
-    },
-    body,
-  );
-}
-
-async function send(deps: DeliverDeps, url: string, headers: Record<string, string>, body: string): Promise<Sent> {
-  const started = performance.now();
-  try {
-    const response = await request(url, {
-      method: 'POST',
-      headers,
-      body,
-      dispatcher: deps.dispatcher,
-      signal: AbortSignal.timeout(deps.timeoutMs),
-      // No redirects: a 3xx is an answer like any other non-2xx.
-      maxRedirections: 0,
-    } as Parameters<typeof request>[1]);
-    await drain(response.body);
-    const retryAfter = response.headers['retry-after'];
-    return {
-      statusCode: response.statusCode,
-      error: response.statusCode >= 300 ? `HTTP ${response.statusCode}` : null,
-      retryAfterMs: retryAfterMs(Array.isArray(retryAfter) ? retryAfter[0] : retryAfter),
-      latencyMs: performance.now() - started,
-    };
-  } catch (error) {
-    const e = error as { name?: string; code?: string; message?: string };
-    const reason = isForbiddenDestination(error)
-      ? `refused: ${e.message ?? 'forbidden destination'}`
-      : e.name === 'TimeoutError' || e.name === 'AbortError'
-        ? `timeout after ${deps.timeoutMs} ms`
-        : (e.code ?? e.message ?? String(error));
-    return { statusCode: null, error: reason, retryAfterMs: undefined, latencyMs: performance.now() - started };
-  }
-}
-
-async function drain(body: AsyncIterable<Uint8Array> & { destroy?: () => void }): Promise<void> {
-  let read = 0;
-  for await (const chunk of body) {
-    read += chunk.length;
-    if (read > MAX_RESPONSE_BYTES) {
-      body.destroy?.();
-      return;
-    }
-  }
+  return sendSigned(deps, subscription.url, subscription.signingSecrets, {
+    id: event.id,
+    body: JSON.stringify(eventBody(event)),
+  });
 }

@@ -16,9 +16,11 @@ export async function redeliverEvent(
   subscriptionId?: string,
 ): Promise<string[]> {
   const { db } = deps;
+  // An event about a subscription (its disabling) goes to the merchant's other endpoints, as the
+  // relay sends it, unless that one is named.
   const targets = subscriptionId
     ? [await findSubscription(db, event.merchantId, subscriptionId)].filter((s) => s !== null)
-    : await matchingSubscriptions(db, event.merchantId, event.type);
+    : (await matchingSubscriptions(db, event.merchantId, event.type)).filter((s) => s.id !== event.subscriptionId);
   if (subscriptionId && targets.length === 0) throw new NotFoundError('webhook subscription', subscriptionId);
   return db.transaction().execute(async (trx) => {
     const ids: string[] = [];

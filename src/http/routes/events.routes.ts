@@ -1,4 +1,4 @@
-import { type Request, type RequestHandler, Router } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
 import type { Db } from '../../db/connection.ts';
 import { findEvent, listEvents } from '../../db/outbox-events.repository.ts';
@@ -8,23 +8,18 @@ import { EVENT_TYPES } from '../../domain/event-types.ts';
 import { idPattern } from '../../lib/ids.ts';
 import type { EnqueueDelivery } from '../../outbox/relay.ts';
 import { redeliverEvent } from '../../webhooks/redeliver.ts';
-import { jsonBody } from '../middleware.ts';
+import { optionalJsonBody } from '../optional-json-body.ts';
 import { HttpError, validationProblem } from '../problem.ts';
+import { pageLimit } from '../schemas/page-limit.schema.ts';
+import { redeliverBody } from '../schemas/redeliver.schema.ts';
 
 const eventId = idPattern('evt');
 
-const listQuery = z.strictObject({
+export const listEventsQuery = z.strictObject({
   type: z.enum(EVENT_TYPES, { error: `must be one of ${EVENT_TYPES.join(', ')}` }).optional(),
-  limit: z
-    .string()
-    .regex(/^\d{1,3}$/, { error: 'must be an integer from 1 to 100' })
-    .transform(Number)
-    .pipe(z.number().int().min(1).max(100))
-    .optional(),
+  limit: pageLimit,
   startingAfter: z.string().regex(eventId, { error: 'must be an event id' }).optional(),
 });
-
-const redeliverBody = z.strictObject({ subscriptionId: z.string().regex(idPattern('whs')).optional() }).optional();
 
 export type EventRoutesDeps = Readonly<{ db: Db; enqueue: EnqueueDelivery }>;
 
@@ -34,7 +29,7 @@ export function eventRoutes(deps: EventRoutesDeps): Router {
   const { db } = deps;
 
   router.get('/events', async (req, res) => {
-    const parsed = listQuery.safeParse(req.query);
+    const parsed = listEventsQuery.safeParse(req.query);
     if (!parsed.success) {
       const problem = validationProblem(parsed.error, 'query');
       throw new HttpError('validation_failed', problem.detail, { details: { errors: problem.errors } });
@@ -80,18 +75,4 @@ export function eventRoutes(deps: EventRoutesDeps): Router {
   });
 
   return router;
-}
-
-/** Redeliver takes an optional JSON body: no body is fine; a body must be JSON. */
-function optionalJsonBody(): RequestHandler[] {
-  const [requireJson, parse] = jsonBody() as [RequestHandler, RequestHandler];
-  const hasBody = (req: Request) =>
-    Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
-  return [
-    (req, res, next) => {
-      if (!hasBody(req)) return next();
-      // requireJson throws (415) when the body is not JSON; Express hands that to the error handler.
-      requireJson(req, res, (error?: unknown) => (error ? next(error) : parse(req, res, next)));
-    },
-  ];
 }

@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import type { Db } from '../../db/connection.ts';
-import { listDeliveries } from '../../db/webhook-deliveries.repository.ts';
+import { DELIVERY_STATUSES, listDeliveries } from '../../db/webhook-deliveries.repository.ts';
 import {
   currentSecret,
   deleteSubscription,
@@ -15,37 +15,75 @@ import {
 import { NotFoundError } from '../../domain/errors.ts';
 import { EVENT_TYPES } from '../../domain/event-types.ts';
 import { idPattern } from '../../lib/ids.ts';
+import type { EnqueueDelivery } from '../../outbox/relay.ts';
+import { REPLAY_PAGE_SIZE, replayDeliveries } from '../../webhooks/replay.ts';
 import { newWebhookSecret } from '../../webhooks/signing.ts';
+import { subscriptionJson } from '../../webhooks/subscription-json.ts';
+import { sendTestEvent } from '../../webhooks/test-event.ts';
 import { checkWebhookUrl, type UrlPolicy } from '../../webhooks/url-policy.ts';
 import { jsonBody } from '../middleware.ts';
+import { optionalJsonBody } from '../optional-json-body.ts';
 import { HttpError, validationProblem } from '../problem.ts';
+import { pageLimit } from '../schemas/page-limit.schema.ts';
+
+export { subscriptionJson };
 
 const url = z.string().min(1).max(2048);
 const events = z
   .array(z.enum(EVENT_TYPES, { error: `must be one of ${EVENT_TYPES.join(', ')}` }))
   .min(1)
   .refine((types) => new Set(types).size === types.length, { error: 'must not repeat an event type' });
-const createBody = z.strictObject({ url, events: events.optional() });
+export const createBody = z.strictObject({ url, events: events.optional() });
 /** PATCH: any of the three; `enabled: true` turns on an endpoint that was turned off (after a 410, say). */
-const updateBody = z
+export const updateBody = z
   .strictObject({ url: url.optional(), events: events.optional(), enabled: z.boolean().optional() })
   .refine((body) => Object.keys(body).length > 0, { error: 'send at least one of url, events, enabled' });
 
 const subscriptionId = idPattern('whs');
+const deliveryId = z.string().regex(idPattern('whd'), { error: 'must be a webhook delivery id' });
 
-export type WebhookRoutesDeps = Readonly<{ db: Db; urlPolicy: UrlPolicy; secretRotationMs: number }>;
+/** GET /webhook-subscriptions/{id}/deliveries: the filters and the page, as GET /events takes them. */
+export const listDeliveriesQuery = z.strictObject({
+  status: z.enum(DELIVERY_STATUSES, { error: `must be one of ${DELIVERY_STATUSES.join(', ')}` }).optional(),
+  eventType: z.enum(EVENT_TYPES, { error: `must be one of ${EVENT_TYPES.join(', ')}` }).optional(),
+  limit: pageLimit,
+  startingAfter: deliveryId.optional(),
+});
 
-export function subscriptionJson(subscription: Subscription) {
-  return {
-    id: subscription.id,
-    object: 'webhook_subscription',
-    url: subscription.url,
-    events: subscription.events,
-    enabled: subscription.enabled,
-    disabledReason: subscription.disabledReason,
-    createdAt: subscription.createdAt.toISOString(),
-    updatedAt: subscription.updatedAt.toISOString(),
-  };
+/** An RFC 3339 date-time with its offset ("2026-12-01T00:00:00Z", "...+03:00"); kept a string for the document. */
+const timestamp = z.iso.datetime({
+  offset: true,
+  error: 'must be an ISO 8601 date-time with a time zone, e.g. 2026-12-01T00:00:00Z',
+});
+
+/**
+ * POST /webhook-subscriptions/{id}/replay: the dead and cancelled deliveries of events created in
+ * [since, until); `startingAfter` (the previous answer's nextStartingAfter) takes the next page.
+ */
+export const replayBody = z
+  .strictObject({ since: timestamp, until: timestamp.optional(), startingAfter: deliveryId.optional() })
+  .refine((body) => body.until === undefined || Date.parse(body.until) > Date.parse(body.since), {
+    error: 'must be later than since',
+    path: ['until'],
+  });
+
+/** POST /webhook-subscriptions/{id}/test: no body, or an empty object (room for options later). */
+export const testBody = z.strictObject({}).optional();
+
+export type WebhookRoutesDeps = Readonly<{
+  db: Db;
+  urlPolicy: UrlPolicy;
+  secretRotationMs: number;
+  /** A test event's request timeout: the deliveries' (WEBHOOK_TIMEOUT_MS). */
+  timeoutMs: number;
+  /** A replayed delivery's next attempt, in the replay's transaction. */
+  enqueue: EnqueueDelivery;
+}>;
+
+/** Carries a ready validation problem (with its field errors) to the error handler. */
+function validationFailed(error: z.ZodError, where: 'body' | 'query'): HttpError {
+  const problem = validationProblem(error, where);
+  return new HttpError('validation_failed', problem.detail, { details: { errors: problem.errors } });
 }
 
 export function webhookSubscriptionRoutes(deps: WebhookRoutesDeps): Router {
@@ -124,15 +162,28 @@ export function webhookSubscriptionRoutes(deps: WebhookRoutesDeps): Router {
     res.json({ ...subscriptionJson(rotated), secret: await currentSecret(db, id) });
   });
 
+  /**
+   * The endpoint's deliveries, newest first, each with its attempts; filtered by status and event
+   * type, and paginated like GET /events (limit 1-100, default 10; startingAfter = a delivery id).
+   */
   router.get('/webhook-subscriptions/:id/deliveries', async (req, res) => {
     const subscription = await load(res.locals.merchantId, String(req.params.id));
-    const deliveries = await listDeliveries(db, subscription.id, 100);
+    const parsed = listDeliveriesQuery.safeParse(req.query);
+    if (!parsed.success) throw validationFailed(parsed.error, 'query');
+    const { deliveries, hasMore } = await listDeliveries(db, {
+      subscriptionId: subscription.id,
+      status: parsed.data.status,
+      eventType: parsed.data.eventType,
+      startingAfter: parsed.data.startingAfter,
+      limit: parsed.data.limit ?? 10,
+    });
     res.json({
       object: 'list',
       data: deliveries.map((d) => ({
         id: d.id,
         object: 'webhook_delivery',
         eventId: d.eventId,
+        eventType: d.eventType,
         status: d.status,
         attemptCount: d.attemptCount,
         nextAttemptAt: d.status === 'pending' ? (d.nextAttemptAt?.toISOString() ?? null) : null,
@@ -148,7 +199,56 @@ export function webhookSubscriptionRoutes(deps: WebhookRoutesDeps): Router {
           error: a.error,
         })),
       })),
-      hasMore: false,
+      hasMore,
+      // Pass as startingAfter to get the next page.
+      nextStartingAfter: hasMore ? (deliveries.at(-1)?.id ?? null) : null,
+    });
+  });
+
+  /**
+   * Sends a signed `webhook.test` event to this endpoint now and answers with what it answered
+   * (200 whatever the endpoint said: the outcome is in the body). See webhooks/test-event.ts.
+   */
+  router.post('/webhook-subscriptions/:id/test', ...optionalJsonBody(), async (req, res) => {
+    const subscription = await load(res.locals.merchantId, String(req.params.id));
+    const parsed = testBody.safeParse(req.body);
+    if (!parsed.success) throw validationFailed(parsed.error, 'body');
+    const result = await sendTestEvent({ urlPolicy: deps.urlPolicy, timeoutMs: deps.timeoutMs }, subscription);
+    res.json({ object: 'webhook_test', subscriptionId: subscription.id, ...result });
+  });
+
+  /**
+   * Sends the endpoint's failed deliveries again: 202 with the deliveries now pending (at most
+   * REPLAY_PAGE_SIZE; `hasMore` and `nextStartingAfter` for the rest). A disabled endpoint would
+   * only cancel them again: 409 until it is turned back on. See webhooks/replay.ts.
+   */
+  router.post('/webhook-subscriptions/:id/replay', ...jsonBody(), async (req, res) => {
+    const subscription = await load(res.locals.merchantId, String(req.params.id));
+    const parsed = replayBody.safeParse(req.body);
+    if (!parsed.success) throw validationFailed(parsed.error, 'body');
+    if (!subscription.enabled) {
+      throw new HttpError(
+        'subscription_disabled',
+        `Webhook subscription '${subscription.id}' is disabled; turn it on (PATCH with "enabled": true) before replaying.`,
+      );
+    }
+    const { since, until, startingAfter } = parsed.data;
+    const { deliveries, hasMore } = await replayDeliveries(
+      { db, enqueue: deps.enqueue },
+      {
+        subscriptionId: subscription.id,
+        since: new Date(since),
+        until: until === undefined ? undefined : new Date(until),
+        startingAfter,
+      },
+    );
+    res.status(202).json({
+      object: 'list',
+      data: deliveries.map((d) => ({ id: d.id, object: 'webhook_delivery', eventId: d.eventId, status: 'pending' })),
+      count: deliveries.length,
+      limit: REPLAY_PAGE_SIZE,
+      hasMore,
+      nextStartingAfter: hasMore ? (deliveries.at(-1)?.id ?? null) : null,
     });
   });
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { isCurrencyCode, MAX_AMOUNT } from '../../domain/currencies.ts';
 import { type NewPaymentOrder, ORDER_ID_PREFIX, ORDER_STATUSES } from '../../domain/payment-order.ts';
 import { idPattern } from '../../lib/ids.ts';
+import { pageLimit } from './page-limit.schema.ts';
 
 /**
  * Text we can store and give back unchanged: PostgreSQL text cannot hold NUL, and a lone UTF-16
@@ -107,11 +108,6 @@ export const listPaymentOrdersQuery = z.strictObject({
     .transform((s) => s.toUpperCase())
     .pipe(z.enum(ORDER_STATUSES, { error: `must be one of ${ORDER_STATUSES.join(', ')}` }))
     .optional(),
-  limit: z
-    .string()
-    .regex(/^\d{1,3}$/, { error: 'must be an integer from 1 to 100' })
-    .transform(Number)
-    .pipe(z.number().int().min(1, { error: 'must be at least 1' }).max(100, { error: 'must be at most 100' }))
-    .optional(),
+  limit: pageLimit,
   startingAfter: z.string().regex(idPattern(ORDER_ID_PREFIX), { error: 'must be a payment order id' }).optional(),
 });
