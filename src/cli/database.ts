@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Config } from '../config/config.ts';
 import { closeDb, createDb, createPool, type Db } from '../db/connection.ts';
 import { startEmbeddedPostgres } from '../db/embedded-postgres.ts';
@@ -7,10 +8,15 @@ import { createLogger } from '../lib/logger.ts';
 /**
  * The database a command-line tool works on: DATABASE_URL, or the embedded PostgreSQL in DATA_DIR
  * (started for the command if no instance is running, and stopped after it). Migrations are applied
- * first, so a tool works on a fresh data directory too.
+ * first, so a tool works on a fresh data directory too. `pool` is the same connections without
+ * kysely, for what kysely cannot do (COPY). Logs go to stderr: a tool's stdout is its output
+ * (`npm run ops -- export ... > orders.csv`).
  */
-export async function withCliDatabase<T>(config: Config, work: (db: Db) => Promise<T>): Promise<T> {
-  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+export async function withCliDatabase<T>(config: Config, work: (db: Db, pool: pg.Pool) => Promise<T>): Promise<T> {
+  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, {
+    format: config.logFormat,
+    fd: 2,
+  });
   const embedded = config.databaseUrl
     ? null
     : await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
@@ -18,7 +24,7 @@ export async function withCliDatabase<T>(config: Config, work: (db: Db) => Promi
   const db = createDb(pool);
   try {
     await migrate(pool);
-    return await work(db);
+    return await work(db, pool);
   } finally {
     await closeDb(db, pool);
     await embedded?.stop();

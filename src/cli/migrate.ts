@@ -6,7 +6,7 @@ import { migrate } from '../db/migrate.ts';
 import { createLogger } from '../lib/logger.ts';
 
 const config = loadConfig();
-const logger = createLogger(config.logLevel);
+const logger = createLogger(config.logLevel, { format: config.logFormat });
 const embedded = config.databaseUrl
   ? null
   : await startEmbeddedPostgres({ dataDir: config.dataDir, port: config.embeddedPgPort, logger });
