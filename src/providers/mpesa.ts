@@ -199,7 +199,7 @@ function pushFields(charge: ChargeRequest, config: MpesaAdapterConfig): Record<s
  * { Name, Value } (Amount in whole shillings, MpesaReceiptNumber, TransactionDate, PhoneNumber; an
  * item may come without a Value, e.g. Balance). Unknown fields are tolerated, as Daraja adds some.
  */
-const stkCallbackBody = z.object({
+export const stkCallbackBody = z.object({
   Body: z.object({
     stkCallback: z.object({
       MerchantRequestID: z.string().max(255).optional(),

@@ -7,7 +7,7 @@ import { authenticateOperator, type OperatorLookup } from '../operator-auth.ts';
 import { HttpError, validationProblem } from '../problem.ts';
 import { orderIdParam } from '../schemas/payment-order.schema.ts';
 
-const resolveBody = z.strictObject({
+export const resolveBody = z.strictObject({
   status: z.enum(['COMPLETED', 'FAILED'], { error: 'must be COMPLETED or FAILED' }),
   providerReference: z
     .string()
