@@ -18,7 +18,7 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, { format: config.logFormat });
   // Signals are handled from here on, also while starting (which may be waiting for the
   // database): a signal then ends the wait, lets the start finish or fail, and stops what started.
   // (Registered before the start begins: startEmbeddedPostgres drops the signal listeners that
@@ -41,7 +41,9 @@ async function main(): Promise<void> {
     process.stdout.write(
       `\nGateway on ${service.url} (database: ${config.databaseUrl ? 'DATABASE_URL' : `embedded PostgreSQL in ${config.dataDir}`})\n`,
     );
-    process.stdout.write(`API key: ${service.demoApiKey}\n\n`);
+    process.stdout.write(`API key: ${service.demoApiKey}\n`);
+    process.stdout.write(`Operator key: ${service.demoOperatorKey} (for ${service.url}/console)\n`);
+    process.stdout.write(`API reference: ${service.url}/docs\n\n`);
   }
 }
 

@@ -4,7 +4,7 @@ import type { Db } from './db/connection.ts';
 import type { Logger } from './lib/logger.ts';
 import { createMetrics } from './metrics/metrics.ts';
 import { startDatabase } from './subsystems/database.ts';
-import { ensureDemoApiKey } from './subsystems/demo-merchant.ts';
+import { ensureDemoApiKey, ensureDemoOperatorKey } from './subsystems/demo-merchant.ts';
 import { startEvents } from './subsystems/events.ts';
 import { startHttp } from './subsystems/http.ts';
 import { createProcessing } from './subsystems/processing.ts';
@@ -22,6 +22,8 @@ export type RunningService = Readonly<{
   boss: PgBoss;
   /** The demo merchant's key, when DEMO_MERCHANT is on. */
   demoApiKey: string | null;
+  /** With the demo merchant, an operator key for /console. */
+  demoOperatorKey: string | null;
   /** The provider sandbox this instance started, if any. */
   sandboxUrl: string | null;
   /** Stop accepting, finish in-flight requests and jobs, close pools, stop the embedded database. */
@@ -52,12 +54,14 @@ export async function startService(
     // Last: the workers need the callback endpoint up. They stop with pg-boss.
     await processing.startWorkers();
     const demoApiKey = config.demoMerchant ? await ensureDemoApiKey(database.db, config.dataDir) : null;
+    const demoOperatorKey = config.demoMerchant ? await ensureDemoOperatorKey(database.db, config.dataDir) : null;
     return {
       url: http.url,
       databaseUrl: database.url,
       db: database.db,
       boss: queue.boss,
       demoApiKey,
+      demoOperatorKey,
       sandboxUrl: providers.sandboxUrl,
       stop: () => stack.stopAll(),
     };

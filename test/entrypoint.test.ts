@@ -20,6 +20,12 @@ t.test('on the embedded default: prints a key, keeps data across restarts, stops
   const first = await startGatewayProcess(t, { DATA_DIR: dataDir });
   const key = await first.printedApiKey();
   t.match(key, /^sk_[A-Za-z0-9_-]{40,}$/, 'prints "API key: <key>"');
+  // And an operator key, so that /console opens at once; /docs needs none.
+  const operatorKey = await first.printedOperatorKey();
+  t.match(operatorKey, /^op_[A-Za-z0-9_-]{40,}$/, 'prints "Operator key: <key>"');
+  const overview = await new ApiClient(first.url, operatorKey).get('/operator/overview');
+  t.equal(overview.status, 200, 'the printed operator key opens the console overview');
+  t.equal((await new ApiClient(first.url).get('/docs')).status, 200, '/docs is served');
   const api = new ApiClient(first.url, key);
   const created = await api.createOrder(validOrder, 'survives-restart');
   t.equal(created.status, 201);
@@ -39,6 +45,7 @@ t.test('on the embedded default: prints a key, keeps data across restarts, stops
 
   const second = await startGatewayProcess(t, { DATA_DIR: dataDir });
   t.equal(await second.printedApiKey(), key, 'the same key is printed again');
+  t.equal(await second.printedOperatorKey(), operatorKey, 'and the same operator key');
   const again = new ApiClient(second.url, key);
   const fetched = await again.get(`/payment-orders/${created.body.id}`);
   t.equal(fetched.status, 200, 'the order survived');

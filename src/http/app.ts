@@ -15,10 +15,13 @@ import {
 } from './middleware.ts';
 import type { OperatorLookup } from './operator-auth.ts';
 import { callbackRoutes } from './routes/callbacks.routes.ts';
+import { docsRoutes } from './routes/docs.routes.ts';
 import { eventRoutes } from './routes/events.routes.ts';
 import { healthRoutes } from './routes/health.routes.ts';
 import { type MetricsRoutesDeps, metricsRoutes } from './routes/metrics.routes.ts';
 import { operatorRoutes } from './routes/operator.routes.ts';
+import { operatorActionRoutes } from './routes/operator-actions.routes.ts';
+import { type ConsoleSettings, operatorConsoleRoutes } from './routes/operator-console.routes.ts';
 import { paymentOrderRoutes } from './routes/payment-orders.routes.ts';
 import { type WebhookRoutesDeps, webhookSubscriptionRoutes } from './routes/webhook-subscriptions.routes.ts';
 
@@ -33,6 +36,8 @@ export type AppDeps = Readonly<{
   webhooks: WebhookRoutesDeps;
   enqueueDelivery: EnqueueDelivery;
   metrics: MetricsRoutesDeps;
+  /** What the operator console shows of the configuration: the gate's limits, Kafka on or off. */
+  operatorConsole: ConsoleSettings;
 }>;
 
 export function createApp(deps: AppDeps): Express {
@@ -44,9 +49,12 @@ export function createApp(deps: AppDeps): Express {
   app.use(httpMetrics(deps.metrics.metrics));
   app.use(healthRoutes(deps.db));
   app.use(metricsRoutes(deps.metrics));
+  app.use(docsRoutes());
   app.use(callbackRoutes({ processing: deps.processing, metrics: deps.metrics.metrics }));
   // Operator routes take their own key, so they come before the merchant authentication.
   app.use(operatorRoutes({ lookupOperator: deps.lookupOperator, resolve: deps.resolve }));
+  app.use(operatorActionRoutes({ db: deps.db, lookupOperator: deps.lookupOperator, enqueue: deps.enqueueDelivery }));
+  app.use(operatorConsoleRoutes({ db: deps.db, lookupOperator: deps.lookupOperator, settings: deps.operatorConsole }));
   app.use(
     authenticate(deps.lookupMerchant),
     paymentOrderRoutes({ db: deps.db, create: deps.createOrder }),

@@ -53,8 +53,11 @@ export async function startHttp(
       db,
       urlPolicy: { allowedCidrs: config.webhooks.allowedCidrs, allowHttp: config.webhooks.allowHttp },
       secretRotationMs: config.webhooks.secretRotationMs,
+      timeoutMs: config.webhooks.timeoutMs,
+      enqueue: enqueueDeliverWebhook(boss),
     },
     enqueueDelivery: enqueueDeliverWebhook(boss),
+    operatorConsole: { gate: config.gate, kafka: config.kafka !== null },
     metrics: {
       metrics: parts.metrics,
       refresh: () =>

@@ -17,6 +17,8 @@ export type GatewayProcess = Readonly<{
   exited: Promise<number | null>;
   /** The key from the `API key: <key>` line, which is printed just after the "listening" log. */
   printedApiKey(): Promise<string>;
+  /** The key from the `Operator key: <key> (for .../console)` line, printed with it. */
+  printedOperatorKey(): Promise<string>;
 }>;
 
 /**
@@ -47,6 +49,10 @@ export async function untilListening(spawned: SpawnedGateway, timeoutMs = 60_000
     printedApiKey: async () => {
       const line = await waitFor('the "API key:" line', () => output.find((l) => l.startsWith('API key: ')));
       return line.slice('API key: '.length);
+    },
+    printedOperatorKey: async () => {
+      const line = await waitFor('the "Operator key:" line', () => output.find((l) => l.startsWith('Operator key: ')));
+      return line.slice('Operator key: '.length).split(' ')[0] as string;
     },
   };
 }
