@@ -22,6 +22,8 @@ COPY src/ ./src/
 COPY sql/ ./sql/
 # The provider sandbox: npm start points adapters without credentials at it.
 COPY sandbox/ ./sandbox/
+# GET /docs/receiving-events shows docs/examples/webhook-receiver.ts, read from ../../../docs/.
+COPY docs/ ./docs/
 
 # The only place the service may write: DATA_DIR (demo API key file, embedded PostgreSQL when
 # DATABASE_URL is unset). Owned by the unprivileged `node` user of the official image.

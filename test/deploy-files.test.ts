@@ -116,7 +116,7 @@ t.test('Dockerfile', async (t) => {
 
   const copies = all('COPY').map((i) => i.args.split(/\s+/).filter((word) => !word.startsWith('--')));
   const sources = copies.flatMap((words) => words.slice(0, -1)).map((s) => s.replace(/^\.\//, '').replace(/\/$/, ''));
-  for (const needed of ['package.json', 'package-lock.json', 'src', 'sql'])
+  for (const needed of ['package.json', 'package-lock.json', 'src', 'sql', 'docs'])
     t.ok(sources.includes(needed), `copies ${needed}`);
   t.notOk(sources.includes('.'), 'does not copy the whole context');
   // sql/ must land at ../../sql/ relative to src/db/migrate.ts, i.e. beside src/.
