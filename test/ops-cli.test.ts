@@ -1,9 +1,12 @@
 import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import t from 'tap';
+import { databaseUrl } from './helpers/database.ts';
 import { startProcessing } from './helpers/processing.ts';
 import { startSubscriber } from './helpers/subscriber.ts';
+import { adminUrl, RUN_ID } from './helpers/test-server.ts';
 import { waitFor } from './helpers/wait.ts';
 
 // `npm run ops -- ...` as an operator runs it, through npm, against a real gateway (its operator
@@ -548,4 +551,24 @@ t.test('an export read only in part (| head) ends quietly and lets go of its con
     const n = await service.database.count('pg_stat_activity', "application_name = 'payment-order-gateway:cli'");
     return n === 0 || undefined;
   });
+});
+
+t.test('export reads: it never migrates the database it exports from', async (t) => {
+  // An empty database stands for one at an older schema: an export from this checkout must not
+  // apply migrations to it (in production that would be a schema change from a read).
+  const name = `pogt_${RUN_ID}_export_${process.pid}`;
+  const admin = new pg.Client({ connectionString: adminUrl() });
+  await admin.connect();
+  await admin.query(`create database "${name}"`);
+  t.teardown(async () => {
+    await admin.query(`drop database if exists "${name}" with (force)`);
+    await admin.end();
+  });
+  const run = await ops(['export', '--from', '2026-01-01', '--to', '2026-02-01'], { DATABASE_URL: databaseUrl(name) });
+  t.equal(run.status, 1, `fails: ${run.stderr.trim().split('\n').at(-1)}`);
+  const empty = new pg.Client({ connectionString: databaseUrl(name) });
+  await empty.connect();
+  const tables = await empty.query("select count(*)::int as n from pg_tables where schemaname = 'public'");
+  await empty.end();
+  t.equal(tables.rows[0].n, 0, 'no table was created: no migration ran');
 });

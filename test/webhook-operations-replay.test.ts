@@ -225,3 +225,60 @@ t.test('refused: bad bodies, a disabled endpoint, another merchant', async (t) =
   });
   t.equal(unknown.status, 404);
 });
+
+t.test('events the endpoint missed while it was off are recovered, once', async (t) => {
+  // The relay gives a switched-off endpoint no delivery; replaying the outage must send those
+  // events, not only the deliveries that were cut short.
+  const merchant = await service.merchant();
+  const subscriber = await startSubscriber(t);
+  const sub = await subscribe(merchant.api, subscriber.url);
+  const sibling = await subscribe(merchant.api, 'http://127.0.0.1:9/sibling');
+  await merchant.api.request('PATCH', `/webhook-subscriptions/${sub.id}`, { body: { enabled: false } });
+  // While it is off: two events relayed (the sibling got them); then, on again, one of a type it
+  // no longer wants.
+  const missed = [await seedOrderEvent(pool, merchant.id), await seedOrderEvent(pool, merchant.id)];
+  for (const event of missed)
+    await seedDelivery(pool, event.eventId, sibling.id, { status: 'delivered', attemptCount: 1 });
+  await merchant.api.request('PATCH', `/webhook-subscriptions/${sub.id}`, {
+    body: { enabled: true, events: ['payment_order.completed'] },
+  });
+  const unwanted = await seedOrderEvent(pool, merchant.id, { type: 'payment_order.failed' });
+
+  const since = await iso('1 hour');
+  const res = await merchant.api.request('POST', `/webhook-subscriptions/${sub.id}/replay`, { body: { since } });
+  t.equal(res.status, 202);
+  t.same(
+    res.body.data.map((d: { eventId: string }) => d.eventId),
+    missed.map((e) => e.eventId),
+    'the two events it missed, oldest first; not the unwanted type',
+  );
+  const received = await waitFor('both missed events at the endpoint', async () => {
+    const ids = subscriber.received.map((r) => r.headers['webhook-id']);
+    return missed.every((e) => ids.includes(e.eventId)) ? ids : undefined;
+  });
+  for (const r of subscriber.received) {
+    t.ok(new Webhook(sub.secret).verify(r.body, r.headers as Record<string, string>), 'signed with its secret');
+  }
+  t.notOk(received.includes(unwanted.eventId), 'an event of a type it does not want is not sent');
+
+  // A second replay of the same window finds nothing new to write: each missed event has one delivery.
+  await waitFor('the missed deliveries delivered', async () => {
+    const rows = await service.database.rows(
+      "select 1 from webhook_deliveries where subscription_id = $1 and status = 'delivered'",
+      [sub.id],
+    );
+    return rows.length === 2 || undefined;
+  });
+  const again = await merchant.api.request('POST', `/webhook-subscriptions/${sub.id}/replay`, { body: { since } });
+  t.same(again.body.data, [], 'nothing to replay the second time');
+  const rows = await service.database.rows<{ event_id: string; n: number }>(
+    'select event_id, count(*)::int as n from webhook_deliveries where subscription_id = $1 group by event_id',
+    [sub.id],
+  );
+  t.same(
+    rows.map((r) => r.n),
+    rows.map(() => 1),
+    'one delivery per event and endpoint',
+  );
+  t.equal(rows.length, 2);
+});

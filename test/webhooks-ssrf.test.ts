@@ -7,6 +7,7 @@ import {
   checkWebhookUrl,
   createSafeDispatcher,
   ForbiddenDestinationError,
+  forbiddenDestination,
   isForbiddenDestination,
   parseCidrs,
   type UrlPolicy,
@@ -283,4 +284,12 @@ t.test('isForbiddenDestination looks through the cause chain', async (t) => {
   t.notOk(isForbiddenDestination(new Error('ECONNREFUSED')));
   t.notOk(isForbiddenDestination('a string'));
   t.notOk(isForbiddenDestination(undefined));
+});
+
+t.test('a refusal a merchant reads names their host, not the address it resolved to', async (t) => {
+  const error = new ForbiddenDestinationError('db.internal', '10.0.3.7', 'private');
+  t.match(error.message, /10\.0\.3\.7/, 'the full message (for our logs) has the address');
+  t.equal(error.publicMessage, 'refusing to connect to db.internal: private');
+  const wrapped = new Error('fetch failed', { cause: new Error('connect failed', { cause: error }) });
+  t.equal(forbiddenDestination(wrapped), error, 'found in the cause chain, as undici wraps it');
 });

@@ -20,8 +20,11 @@ export async function runExport(options: ExportOptions): Promise<number> {
     if (error instanceof ConfigError) throw new ExportUsageError(error.message);
     throw error;
   }
-  return withCliDatabase(config, (_db, pool) =>
-    copyExport(pool, { kind, format, from: options.from, to: options.to }, process.stdout),
+  // A reader: it never migrates the database it reads (see withCliDatabase).
+  return withCliDatabase(
+    config,
+    (_db, pool) => copyExport(pool, { kind, format, from: options.from, to: options.to }, process.stdout),
+    { migrate: false },
   );
 }
 

@@ -344,6 +344,68 @@ export type ReplayQuery = Readonly<{
 }>;
 
 /**
+ * The deliveries an endpoint never had: events created in [since, until) while it was switched
+ * off, which the relay matched against enabled subscriptions only. Written as `cancelled` (never
+ * sent, because the endpoint was off), so that the replay takes them with the rest, oldest first.
+ * Only events the relay has passed (a later relay pass gives an unrelayed one its delivery),
+ * created since the subscription itself, of a type it wants now, and not about itself. At most
+ * `limit` a call, oldest first; `more` says there are others (a later call writes them). The id
+ * bound (ids sort by creation time, lib/ids.ts) keeps it to an index range of the merchant's
+ * events; an hour of slack covers a clock between the app and the database that differs.
+ */
+export async function insertMissedDeliveries(
+  trx: Tx,
+  query: Readonly<{ subscriptionId: string; since: Date; until?: Date | undefined; limit: number }>,
+): Promise<{ inserted: number; more: boolean }> {
+  const idFloor = newId('evt', query.since.getTime() - 3_600_000).slice(0, 'evt_'.length + 10);
+  let select = trx
+    .selectFrom('outbox_events as e')
+    .innerJoin('webhook_subscriptions as s', (join) =>
+      join.on('s.id', '=', query.subscriptionId).onRef('s.merchant_id', '=', 'e.merchant_id'),
+    )
+    .select(['e.id'])
+    .where('e.id', '>=', idFloor)
+    .where('e.created_at', '>=', query.since)
+    .whereRef('e.created_at', '>=', 's.created_at')
+    .where('e.relayed_at', 'is not', null)
+    .where(sql<boolean>`e.type = any(s.events)`)
+    .where(sql<boolean>`e.subscription_id is distinct from s.id`)
+    .where(({ not, exists, selectFrom }) =>
+      not(
+        exists(
+          selectFrom('webhook_deliveries as d')
+            .select('d.id')
+            .whereRef('d.event_id', '=', 'e.id')
+            .where('d.subscription_id', '=', query.subscriptionId),
+        ),
+      ),
+    );
+  if (query.until) select = select.where('e.created_at', '<', query.until);
+  const missed = await select
+    .orderBy('e.created_at')
+    .orderBy('e.id')
+    .limit(query.limit + 1)
+    .execute();
+  const taken = missed.slice(0, query.limit);
+  if (taken.length > 0) {
+    await trx
+      .insertInto('webhook_deliveries')
+      .values(
+        taken.map((event) => ({
+          id: newId('whd'),
+          event_id: event.id,
+          subscription_id: query.subscriptionId,
+          status: 'cancelled',
+          last_error: 'not sent: the endpoint was switched off',
+        })),
+      )
+      .onConflict((conflict) => conflict.columns(['event_id', 'subscription_id']).doNothing())
+      .execute();
+  }
+  return { inserted: taken.length, more: missed.length > query.limit };
+}
+
+/**
  * The oldest `limit` dead or cancelled deliveries of one subscription whose events were created in
  * [since, until), oldest event first (ties by delivery id), locked for the caller's transaction,
  * with one more looked at to tell whether there are more. The row locks make two replays of one

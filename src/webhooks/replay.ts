@@ -1,5 +1,10 @@
 import type { Db } from '../db/connection.ts';
-import { type ReplayQuery, reopenDeliveries, takeDeliveriesToReplay } from '../db/webhook-deliveries.repository.ts';
+import {
+  insertMissedDeliveries,
+  type ReplayQuery,
+  reopenDeliveries,
+  takeDeliveriesToReplay,
+} from '../db/webhook-deliveries.repository.ts';
 import type { EnqueueDelivery } from '../outbox/relay.ts';
 
 /**
@@ -10,13 +15,21 @@ import type { EnqueueDelivery } from '../outbox/relay.ts';
  */
 export const REPLAY_PAGE_SIZE = 500;
 
+/**
+ * Most deliveries one call writes for events the endpoint missed while it was off (they wait as
+ * `cancelled` for this call's page and the next ones). Ten pages: one statement of that many rows.
+ */
+const MISSED_PER_CALL = 10 * REPLAY_PAGE_SIZE;
+
 export type ReplayResult = Readonly<{
   deliveries: ReadonlyArray<{ id: string; eventId: string }>;
   hasMore: boolean;
 }>;
 
 /**
- * Sends an endpoint's failed deliveries again (like Svix's "recover"): its dead and cancelled
+ * Sends an endpoint's failed deliveries again (like Svix's "recover"): first the events it missed
+ * while it was switched off get their deliveries (insertMissedDeliveries: an outage is recovered,
+ * not only the deliveries that were cut short); then its dead and cancelled
  * deliveries whose events were created in [since, until), oldest first, up to REPLAY_PAGE_SIZE,
  * go back to pending with their next attempt's job (attempt number after the last made, due now)
  * — all in one transaction, as redeliver.ts does for one. An older job for one of them is stale.
@@ -29,7 +42,11 @@ export async function replayDeliveries(
   query: Omit<ReplayQuery, 'limit'>,
 ): Promise<ReplayResult> {
   return deps.db.transaction().execute(async (trx) => {
-    const { deliveries, hasMore } = await takeDeliveriesToReplay(trx, { ...query, limit: REPLAY_PAGE_SIZE });
+    const missed = await insertMissedDeliveries(trx, { ...query, limit: MISSED_PER_CALL });
+    const page = await takeDeliveriesToReplay(trx, { ...query, limit: REPLAY_PAGE_SIZE });
+    const { deliveries } = page;
+    // Missed events not yet written are newer than every one written: the next page finds them.
+    const hasMore = page.hasMore || missed.more;
     await reopenDeliveries(
       trx,
       deliveries.map((d) => d.id),

@@ -12,20 +12,32 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 export class ForbiddenDestinationError extends Error {
   readonly code = 'ERR_FORBIDDEN_DESTINATION';
   readonly address: string;
+  /**
+   * What a merchant may read (a delivery's lastError, the test event's answer): the host they
+   * gave and why it is refused, without the address it resolved to — the resolved address of a
+   * name inside our network is ours, not theirs to map.
+   */
+  readonly publicMessage: string;
 
   constructor(host: string, address: string, reason: string) {
     super(`refusing to connect to ${host === address ? host : `${host} (${address})`}: ${reason}`);
     this.name = 'ForbiddenDestinationError';
     this.address = address;
+    this.publicMessage = `refusing to connect to ${host}: ${reason}`;
   }
+}
+
+/** The ForbiddenDestinationError in an error's cause chain, if there is one. */
+export function forbiddenDestination(error: unknown): ForbiddenDestinationError | null {
+  for (let current = error, depth = 0; current instanceof Error && depth < 10; current = current.cause, depth++) {
+    if (current instanceof ForbiddenDestinationError) return current;
+  }
+  return null;
 }
 
 /** True if an error (or its cause chain) is a ForbiddenDestinationError. */
 export function isForbiddenDestination(error: unknown): boolean {
-  for (let current = error, depth = 0; current instanceof Error && depth < 10; current = current.cause, depth++) {
-    if (current instanceof ForbiddenDestinationError) return true;
-  }
-  return false;
+  return forbiddenDestination(error) !== null;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { type Dispatcher, request } from 'undici';
 import { retryAfterMs } from '../lib/retry-after.ts';
 import { VERSION } from '../lib/version.ts';
-import { isForbiddenDestination } from './safe-http.ts';
+import { forbiddenDestination } from './safe-http.ts';
 import { signWebhook } from './signing.ts';
 
 /** How a signed request goes out: the SSRF-safe dispatcher (safe-http.ts) and a timeout for the whole request. */
@@ -58,8 +58,9 @@ export async function sendSigned(
     };
   } catch (error) {
     const e = error as { name?: string; code?: string; message?: string };
-    const reason = isForbiddenDestination(error)
-      ? `refused: ${e.message ?? 'forbidden destination'}`
+    const forbidden = forbiddenDestination(error);
+    const reason = forbidden
+      ? `refused: ${forbidden.publicMessage}`
       : e.name === 'TimeoutError' || e.name === 'AbortError'
         ? `timeout after ${deps.timeoutMs} ms`
         : (e.code ?? e.message ?? String(error));
