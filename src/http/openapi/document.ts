@@ -468,9 +468,9 @@ export function buildOpenApiDocument() {
           post: {
             operationId: 'replayWebhookDeliveries',
             tags: ['Webhook subscriptions'],
-            summary: 'Send again every dead or cancelled delivery of events created since a time',
+            summary: 'Send again what an endpoint did not get since a time: dead, cancelled and missed deliveries',
             description:
-              'Each goes back to pending with its next attempt due now, in one transaction; at most `limit` per call, oldest event first (`startingAfter` for the next page).',
+              'Each goes back to pending with its next attempt due now, in one transaction; at most `limit` per call, oldest event first (`startingAfter` for the next page). Events the endpoint missed while it was switched off are included: the call writes their deliveries first.',
             requestParams: subscriptionPath,
             requestBody: { required: true, content: json(replayBody.meta({ id: 'WebhookReplayRequest' })) },
             responses: {
