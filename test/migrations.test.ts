@@ -128,3 +128,92 @@ t.test("the outbox's check constraint admits exactly the domain's event types", 
   const inConstraint = [...(rows[0]?.definition ?? '').matchAll(/'([a-z_.]+)'/g)].map((match) => match[1]).sort();
   t.same(inConstraint, [...EVENT_TYPES].sort());
 });
+
+t.test(
+  '011 on existing rows: the old default gets the new event type; the streak state from the attempts',
+  async (t) => {
+    const pool = new pg.Pool({ connectionString: await emptyDatabase(t), max: 2 });
+    t.teardown(() => pool.end());
+    const migrations = await readMigrations();
+    const before = migrations.filter((m) => m.version < 11);
+    t.same(
+      migrations.filter((m) => m.version >= 11).map((m) => m.name),
+      ['011_webhook_operations.sql'],
+    );
+    await migrate(pool, before);
+
+    // As the previous release wrote them: a subscription made without `events` has the full list of
+    // its day; others chose some types.
+    const payments = ['payment_order.completed', 'payment_order.failed', 'payment_order.review_required'];
+    await pool.query("insert into merchants (id, name) values ('mch_1', 'm')");
+    const subscriptions: Record<string, string[]> = {
+      whs_default: payments,
+      whs_reordered: [payments[2], payments[0], payments[1]] as string[],
+      whs_chosen: ['payment_order.completed', 'payment_order.failed'],
+      whs_already: [...payments, 'webhook_subscription.disabled'],
+      whs_history: ['payment_order.completed'],
+    };
+    for (const [id, events] of Object.entries(subscriptions)) {
+      await pool.query(
+        `insert into webhook_subscriptions (id, merchant_id, url, events, secret) values ($1, 'mch_1', 'https://e.example/h', $2, 'whsec_x')`,
+        [id, events],
+      );
+    }
+    await pool.query(`insert into payment_orders (id, merchant_id, status, amount, currency, provider, idempotency_key)
+    values ('po_1', 'mch_1', 'COMPLETED', 100, 'USD', 'stripe', 'k')`);
+    await pool.query(`insert into outbox_events (id, merchant_id, order_id, type, payload)
+    values ('evt_1', 'mch_1', 'po_1', 'payment_order.completed', '{}')`);
+    // whs_history's attempts: before the migration (its clock starts at the migration: not counted),
+    // and, as if started by an instance of the previous release while the migration runs, after its
+    // start (future times stand in for those): counted, by start time.
+    const attempts: Array<[string, number]> = [
+      ['-6 days', 500],
+      ['1 hour', 200],
+      ['30 minutes', 500],
+      ['2 hours', 500],
+      ['3 hours', 503],
+    ];
+    for (const [i, [at, status]] of attempts.entries()) {
+      await pool.query(
+        `insert into webhook_deliveries (id, event_id, subscription_id, status) values ($1, 'evt_1', 'whs_history', 'dead')
+       on conflict do nothing`,
+        ['whd_1'],
+      );
+      await pool.query(
+        `insert into webhook_delivery_attempts (delivery_id, attempt_number, started_at, ended_at, status_code)
+       values ('whd_1', $1, now() + $2::interval, now() + $2::interval + interval '1 second', $3)`,
+        [i + 1, at, status],
+      );
+    }
+
+    t.same(await migrate(pool), ['011_webhook_operations.sql']);
+    const rows = (
+      await pool.query<{ id: string; events: string[] }>('select id, events from webhook_subscriptions order by id')
+    ).rows;
+    t.same(Object.fromEntries(rows.map((r) => [r.id, r.events])), {
+      whs_already: [...payments, 'webhook_subscription.disabled'],
+      whs_chosen: ['payment_order.completed', 'payment_order.failed'],
+      whs_default: [...payments, 'webhook_subscription.disabled'],
+      whs_history: ['payment_order.completed'],
+      whs_reordered: [payments[2], payments[0], payments[1], 'webhook_subscription.disabled'],
+    });
+
+    const streak = async (id: string) =>
+      (
+        await pool.query(
+          `select failing_since = (select started_at from webhook_delivery_attempts where attempt_number = 4) as since_2h,
+                last_success_at = (select started_at from webhook_delivery_attempts where attempt_number = 2) as success_1h,
+                last_failure_at = (select started_at from webhook_delivery_attempts where attempt_number = 5) as failure_3h,
+                failing_since is null and last_success_at is null and last_failure_at is null as none
+           from webhook_subscriptions where id = $1`,
+          [id],
+        )
+      ).rows[0];
+    t.same(
+      await streak('whs_history'),
+      { since_2h: true, success_1h: true, failure_3h: true, none: false },
+      'the first failure after the last 2xx; the 30-minute failure is before it',
+    );
+    t.same((await streak('whs_default')).none, true, 'no attempts: nothing held against it');
+  },
+);

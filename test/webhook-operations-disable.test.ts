@@ -1,15 +1,17 @@
+import { sql } from 'kysely';
 import { pino } from 'pino';
 import { Webhook } from 'standardwebhooks';
 import t from 'tap';
 import { ConfigError, loadConfig } from '../src/config/config.ts';
 import { findEvent } from '../src/db/outbox-events.repository.ts';
+import { noteAttemptOutcomes } from '../src/db/webhook-subscriptions.repository.ts';
 import { DISABLE_FAILING_WEBHOOKS_QUEUE, startFailingWebhooksCheck } from '../src/jobs/disable-failing-webhooks.job.ts';
 import { eventRecord } from '../src/kafka/event-record.ts';
 import { disableFailingEndpoints } from '../src/webhooks/disable-subscriptions.ts';
 import { type ApiClient, startTestService } from './helpers/service.ts';
 import { startSubscriber } from './helpers/subscriber.ts';
 import { waitFor } from './helpers/wait.ts';
-import { seedHistory, seedOrderEvent } from './webhook-operations-rows.ts';
+import { dbOf, noteAttempts, seedHistory, seedOrderEvent } from './webhook-operations-rows.ts';
 
 // Automatic disabling (WEBHOOK_DISABLE_AFTER_DAYS) and the webhook_subscription.disabled event.
 // The rule, with C = now - N days (src/db/webhook-subscriptions.repository.ts
@@ -33,6 +35,35 @@ const disabledEvents = (subscriptionId: string) =>
     `select * from outbox_events where type = 'webhook_subscription.disabled' and subscription_id = $1`,
     [subscriptionId],
   );
+
+// The state the check reads (failing_since, last_success_at, last_failure_at) is kept by the
+// senders as outcomes are recorded, and attempts end in any order: the streak is defined by the
+// attempts' start times, whatever order (or batch) their outcomes come in.
+type Row = { failing_since: Date | null; last_success_at: Date | null; last_failure_at: Date | null };
+const streakOf = async (id: string) =>
+  (
+    await service.database.rows<Row>(
+      'select failing_since, last_success_at, last_failure_at from webhook_subscriptions where id = $1',
+      [id],
+    )
+  )[0] as Row;
+const startsOf = async (attemptIds: readonly string[]) =>
+  (
+    await service.database.rows<{ started_at: Date }>(
+      'select started_at from webhook_delivery_attempts where id = any($1::bigint[]) order by array_position($1::bigint[], id)',
+      [attemptIds],
+    )
+  ).map((r) => r.started_at);
+
+async function failingEndpoint(merchant: { id: string; api: ApiClient }, history: Array<[string, number | null]>) {
+  const sub = await subscribe(merchant.api, 'http://127.0.0.1:9/race', ['payment_order.completed']);
+  await pool.query(`update webhook_subscriptions set failures_count_from = now() - interval '7 days' where id = $1`, [
+    sub.id,
+  ]);
+  // Written, not yet recorded: each case records the outcomes in its own order.
+  const attempts = await seedHistory(pool, merchant.id, sub.id, history, { note: false });
+  return { id: sub.id, attempts };
+}
 
 t.test('the rule, on both sides of each boundary', async (t) => {
   const merchant = await service.merchant();
@@ -175,6 +206,14 @@ t.test('a clock restarted by turning the endpoint back on, or by a new URL', asy
   t.equal(await patch(reenabled.id, { enabled: true }), 200);
   t.equal(await patch(moved.id, { url: 'http://127.0.0.1:9/b2' }), 200);
   t.equal(await patch(untouched.id, { events: ['payment_order.completed', 'payment_order.failed'] }), 200);
+  for (const sub of [reenabled, moved]) {
+    t.same(
+      await streakOf(sub.id),
+      { failing_since: null, last_success_at: null, last_failure_at: null },
+      'nothing held against it any more',
+    );
+  }
+  t.not((await streakOf(untouched.id)).failing_since, null, 'still failing since 6 days ago');
 
   const disabled = await disableFailingEndpoints(service.db, DAYS);
   t.same(
@@ -200,6 +239,206 @@ t.test('several checks at once switch an endpoint off once', async (t) => {
     [sub.id],
   );
   t.equal((await disabledEvents(sub.id)).length, 1);
+});
+
+t.test('outcomes recorded out of start order: the streak follows the start times', async (t) => {
+  const merchant = await service.merchant();
+  // [history by start time, the batches recording it (indexes into the history), disabled, the
+  // attempt whose start failing_since is (or null)]
+  const cases: Array<[string, Array<[string, number | null]>, number[][], boolean, number | null]> = [
+    [
+      'a failure recorded after a 2xx that started later is no streak',
+      [
+        ['6 days', 500],
+        ['5 days 2 minutes', 200],
+        ['1 minute', 500],
+      ],
+      [[1], [0], [2]],
+      false,
+      2,
+    ],
+    [
+      'a 2xx recorded after a failure that started later does not end its streak',
+      [
+        ['5 days 2 minutes', 200],
+        ['5 days 1 minute', 500],
+        ['1 minute', 500],
+      ],
+      [[1], [0], [2]],
+      true,
+      1,
+    ],
+    [
+      'a 2xx ending a streak hands it to the failure started after it and recorded before it',
+      [
+        ['6 days', 500],
+        ['5 days 2 minutes', 200],
+        ['5 days 1 minute', 500],
+        ['1 minute', 500],
+      ],
+      [[0], [2], [1], [3]],
+      true,
+      2,
+    ],
+    [
+      'one batch: its 2xx ends the streak, its later failures begin the next',
+      [
+        ['6 days', 500],
+        ['5 days 2 minutes', 200],
+        ['5 days 1 minute', 500],
+        ['1 minute', 500],
+      ],
+      [[0], [3, 1, 2]],
+      true,
+      2,
+    ],
+    [
+      'a failure started before the clock (in flight across a re-enable) is not counted',
+      [
+        ['8 days', 500],
+        ['1 minute', 500],
+      ],
+      [[0, 1]],
+      false,
+      1,
+    ],
+  ];
+  const ids = new Map<string, { id: string; attempts: string[] }>();
+  for (const [name, history, batches] of cases) {
+    const endpoint = await failingEndpoint(merchant, history);
+    for (const batch of batches)
+      await noteAttempts(
+        pool,
+        batch.map((i) => endpoint.attempts[i] as string),
+      );
+    ids.set(name, endpoint);
+  }
+  const disabled = new Set((await disableFailingEndpoints(service.db, DAYS)).map((s) => s.id));
+  for (const [name, , , off, since] of cases) {
+    const endpoint = ids.get(name) as { id: string; attempts: string[] };
+    t.equal(disabled.has(endpoint.id), off, `${name}: ${off ? 'disabled' : 'still enabled'}`);
+    const [expected] = since === null ? [null] : await startsOf([endpoint.attempts[since] as string]);
+    t.same((await streakOf(endpoint.id)).failing_since, expected, `${name}: failing_since`);
+  }
+});
+
+t.test('in every recording order, the streak never begins before the first failure after the last 2xx', async (t) => {
+  const merchant = await service.merchant();
+  // By start time: F S F F. The exact streak began at the third (index 2); every order of the
+  // four outcomes, each alone, must leave failing_since there or later (a later failure: rule S
+  // then knows only the latest one), never earlier, never null.
+  const history: Array<[string, number | null]> = [
+    ['6 days', 500],
+    ['5 days 2 minutes', 200],
+    ['5 days 1 minute', 500],
+    ['1 minute', 500],
+  ];
+  const permutations = (items: number[]): number[][] =>
+    items.length <= 1
+      ? [items]
+      : items.flatMap((item, i) => permutations(items.filter((_, j) => j !== i)).map((rest) => [item, ...rest]));
+  for (const order of permutations([0, 1, 2, 3])) {
+    const endpoint = await failingEndpoint(merchant, history);
+    for (const i of order) await noteAttempts(pool, [endpoint.attempts[i] as string]);
+    const starts = await startsOf(endpoint.attempts);
+    const row = await streakOf(endpoint.id);
+    const since = row.failing_since?.getTime();
+    t.ok(
+      since === starts[2]?.getTime() || since === starts[3]?.getTime(),
+      `recorded in the order ${order.join(',')}: failing_since is a failure after the 2xx`,
+    );
+    t.same([row.last_success_at, row.last_failure_at], [starts[1], starts[3]], 'the latest 2xx and failure');
+  }
+});
+
+t.test('a 2xx and a failure recorded at once in two transactions: the second waits for the first', async (t) => {
+  const merchant = await service.merchant();
+  const db = dbOf(pool);
+  // Each pair: the first holds its transaction open after noting its outcome; the second must wait
+  // for its lock (it would otherwise read the state the first has not committed), then applies its
+  // rule to what the first committed. Either way round, the 2xx started last: no streak.
+  for (const [name, first, second] of [
+    ['the failure first', 0, 1],
+    ['the 2xx first', 1, 0],
+  ] as const) {
+    const endpoint = await failingEndpoint(merchant, [
+      ['6 days', 500],
+      ['5 days 2 minutes', 200],
+    ]);
+    let release = () => {};
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let noted = () => {};
+    const firstNoted = new Promise<void>((resolve) => (noted = resolve));
+    const firstTx = db.transaction().execute(async (trx) => {
+      await noteAttemptOutcomes(trx, [endpoint.attempts[first] as string]);
+      noted();
+      await held;
+    });
+    await firstNoted;
+    let pid: number | undefined;
+    const secondTx = db.transaction().execute(async (trx) => {
+      pid = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]?.pid;
+      await noteAttemptOutcomes(trx, [endpoint.attempts[second] as string]);
+    });
+    await waitFor(`${name}: the second transaction waiting for the row lock`, async () => {
+      if (pid === undefined) return false;
+      const [row] = await service.database.rows('select wait_event_type from pg_stat_activity where pid = $1', [pid]);
+      return row?.wait_event_type === 'Lock';
+    });
+    release();
+    await Promise.all([firstTx, secondTx]);
+    const starts = await startsOf(endpoint.attempts);
+    t.same(
+      await streakOf(endpoint.id),
+      { failing_since: null, last_success_at: starts[1], last_failure_at: starts[0] },
+      `${name}: the 2xx started after the failure, so nothing is failing`,
+    );
+  }
+});
+
+t.test("the sender keeps the streak: a failure starts it, the retry's 2xx ends it", async (t) => {
+  const merchant = await service.merchant();
+  const subscriber = await startSubscriber(t, 200);
+  subscriber.script.push(500);
+  const sub = await subscribe(merchant.api, subscriber.url, ['payment_order.completed']);
+  await seedOrderEvent(pool, merchant.id, { relayed: false });
+  // The first retry is immediate (the default schedule): 500, then 200.
+  await waitFor(
+    'the delivery delivered',
+    async () =>
+      (await service.database.count('webhook_deliveries', "subscription_id = $1 and status = 'delivered'", [
+        sub.id,
+      ])) === 1,
+  );
+  const attempts = await service.database.rows<{ started_at: Date; status_code: number }>(
+    `select a.started_at, a.status_code from webhook_delivery_attempts a
+       join webhook_deliveries d on d.id = a.delivery_id where d.subscription_id = $1 order by a.attempt_number`,
+    [sub.id],
+  );
+  t.same(
+    attempts.map((a) => a.status_code),
+    [500, 200],
+  );
+  t.same(await streakOf(sub.id), {
+    failing_since: null,
+    last_success_at: attempts[1]?.started_at,
+    last_failure_at: attempts[0]?.started_at,
+  });
+
+  // Failing from now on: the first failure's start is the streak's.
+  subscriber.state.fallback = 500;
+  await seedOrderEvent(pool, merchant.id, { relayed: false });
+  const [first] = await waitFor('a failed attempt recorded', async () => {
+    const rows = await service.database.rows<{ started_at: Date }>(
+      `select a.started_at from webhook_delivery_attempts a join webhook_deliveries d on d.id = a.delivery_id
+        where d.subscription_id = $1 and a.status_code = 500 and a.ended_at is not null
+          and a.started_at > $2 order by a.started_at`,
+      [sub.id, attempts[1]?.started_at],
+    );
+    return rows.length > 0 && rows;
+  });
+  await waitFor('failing_since', async () => (await streakOf(sub.id)).failing_since !== null);
+  t.same((await streakOf(sub.id)).failing_since, first?.started_at);
 });
 
 t.test('the scheduled check: disabled, and the event goes to the other endpoints that want it', async (t) => {

@@ -2,9 +2,32 @@
 // the tables with the timestamps a case needs ("5 days 1 minute" ago), instead of waiting for them.
 // Times are intervals before the database's now(), the clock the code under test reads.
 import type pg from 'pg';
+import { createDb, type Db } from '../src/db/connection.ts';
+import { noteAttemptOutcomes } from '../src/db/webhook-subscriptions.repository.ts';
 import { newId } from '../src/lib/ids.ts';
 
 type Pool = pg.Pool;
+
+// Kysely over the test's own pool, for the repository functions the rows go through. Never
+// destroyed here: that would end the pool, which belongs to the test.
+const dbs = new WeakMap<Pool, Db>();
+export function dbOf(pool: Pool): Db {
+  const known = dbs.get(pool);
+  if (known) return known;
+  const db = createDb(pool);
+  dbs.set(pool, db);
+  return db;
+}
+
+/**
+ * What the sender does after closing attempt rows: the endpoints' failing streaks are updated from
+ * them (noteAttemptOutcomes, in recordAttemptOutcomes), in one transaction, in this order.
+ */
+export async function noteAttempts(pool: Pool, attemptIds: readonly string[]): Promise<void> {
+  await dbOf(pool)
+    .transaction()
+    .execute((trx) => noteAttemptOutcomes(trx, attemptIds));
+}
 
 export type SeededEvent = Readonly<{ eventId: string; orderId: string }>;
 
@@ -61,33 +84,43 @@ export async function seedDelivery(
 
 /**
  * An attempt of the delivery that started `ago` before now and answered `statusCode` (null with an
- * error: a timeout or a refused connection); `ended: false` leaves it in flight.
+ * error: a timeout or a refused connection); `ended: false` leaves it in flight. A finished one
+ * goes through the streak bookkeeping the sender's does, as if recorded now, unless `note: false`
+ * (a test that records it later, in an order of its choosing, with noteAttempts). Returns its id.
  */
 export async function seedAttempt(
   pool: Pool,
   deliveryId: string,
-  options: { ago: string; statusCode: number | null; ended?: boolean },
-): Promise<void> {
-  await pool.query(
+  options: { ago: string; statusCode: number | null; ended?: boolean; note?: boolean },
+): Promise<string> {
+  const ended = options.ended ?? true;
+  const { rows } = await pool.query<{ id: string }>(
     `insert into webhook_delivery_attempts (delivery_id, attempt_number, started_at, ended_at, status_code, latency_ms, error)
      select $1, coalesce(max(attempt_number), 0) + 1, now() - $2::interval,
             case when $4::boolean then now() - $2::interval + interval '1 second' end, $3::int, 1000,
             case when $3::int between 200 and 299 then null when $3::int is null then 'ECONNREFUSED' else 'HTTP ' || $3::int end
-       from webhook_delivery_attempts where delivery_id = $1`,
-    [deliveryId, options.ago, options.statusCode, options.ended ?? true],
+       from webhook_delivery_attempts where delivery_id = $1
+     returning id`,
+    [deliveryId, options.ago, options.statusCode, ended],
   );
+  const id = String(rows[0]?.id);
+  if (ended && options.note !== false) await noteAttempts(pool, [id]);
+  return id;
 }
 
 /**
  * A subscription's history of attempts, one delivery (of its own event) per attempt: each entry is
- * [how long ago, status code or null].
+ * [how long ago, status code or null, ended]. Recorded in the order given unless `note: false`;
+ * returns the attempt ids, in that order.
  */
 export async function seedHistory(
   pool: Pool,
   merchantId: string,
   subscriptionId: string,
   attempts: ReadonlyArray<readonly [ago: string, statusCode: number | null, ended?: boolean]>,
-): Promise<void> {
+  options: { note?: boolean } = {},
+): Promise<string[]> {
+  const ids: string[] = [];
   for (const [ago, statusCode, ended] of attempts) {
     const { eventId } = await seedOrderEvent(pool, merchantId, { ago });
     const deliveryId = await seedDelivery(pool, eventId, subscriptionId, {
@@ -95,6 +128,14 @@ export async function seedHistory(
       attemptCount: 1,
       ago,
     });
-    await seedAttempt(pool, deliveryId, { ago, statusCode, ...(ended === undefined ? {} : { ended }) });
+    ids.push(
+      await seedAttempt(pool, deliveryId, {
+        ago,
+        statusCode,
+        ...(ended === undefined ? {} : { ended }),
+        ...(options.note === undefined ? {} : { note: options.note }),
+      }),
+    );
   }
+  return ids;
 }

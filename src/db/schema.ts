@@ -127,6 +127,13 @@ export interface WebhookSubscriptionsTable {
   disabled_reason: string | null;
   /** Attempts before this are not held against the endpoint by the automatic disabling (sql/011). */
   failures_count_from: ColumnType<Date, Date | undefined, Date>;
+  /**
+   * The automatic disabling's state (sql/011, noteAttemptOutcomes): the start of a failed attempt
+   * later than every 2xx, and the starts of the latest 2xx and of the latest failure.
+   */
+  failing_since: Date | null;
+  last_success_at: Date | null;
+  last_failure_at: Date | null;
   created_at: CreatedAt;
   updated_at: ColumnType<Date, Date | undefined, Date>;
   deleted_at: Date | null;

@@ -6,7 +6,7 @@ import { newId } from '../lib/ids.ts';
 import type { Db, Tx } from './connection.ts';
 import { toOutboxEvent } from './outbox-events.repository.ts';
 import type { WebhookDeliveriesTable } from './schema.ts';
-import { type Subscription, toSubscription } from './webhook-subscriptions.repository.ts';
+import { noteAttemptOutcomes, type Subscription, toSubscription } from './webhook-subscriptions.repository.ts';
 
 type Executor = Db | Tx;
 
@@ -142,7 +142,9 @@ export type AttemptOutcome = Readonly<{
 /**
  * Records outcomes in the caller's transaction: each delivery's new state, guarded so that an
  * outcome applies only to the attempt it was for (a stale or repeated job changes nothing), then
- * the attempt rows of the outcomes that applied. Returns the ids of the deliveries that changed.
+ * the attempt rows of the outcomes that applied, and what those attempts say to the automatic
+ * disabling (each endpoint's failing streak, noteAttemptOutcomes). Returns the ids of the
+ * deliveries that changed.
  */
 export async function recordAttemptOutcomes(trx: Tx, outcomes: readonly AttemptOutcome[]): Promise<Set<string>> {
   if (outcomes.length === 0) return new Set();
@@ -177,6 +179,11 @@ export async function recordAttemptOutcomes(trx: Tx, outcomes: readonly AttemptO
                     ${attempts.map((o) => o.error)}::text[])
              as r(id, status_code, latency_ms, error)
        where a.id = r.id`.execute(trx);
+    // In this transaction: the streak must never disagree with the attempts it was computed from.
+    await noteAttemptOutcomes(
+      trx,
+      attempts.map((o) => o.attemptId as string),
+    );
   }
   return applied;
 }

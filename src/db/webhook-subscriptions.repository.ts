@@ -1,5 +1,5 @@
 // Webhook subscriptions: a merchant's endpoints, their secrets (rotation) and their state.
-import type { Selectable } from 'kysely';
+import type { RawBuilder, Selectable } from 'kysely';
 import { sql } from 'kysely';
 import { newId } from '../lib/ids.ts';
 import type { Db, Tx } from './connection.ts';
@@ -124,8 +124,9 @@ export type SubscriptionChange = Readonly<{ url?: string; events?: readonly stri
 /**
  * A merchant's change to its endpoint: the URL, the event types, or on/off. Turning it on clears
  * the reason it was turned off (a 410, say); turning it off records that the merchant did. Turning
- * it back on, or a new URL, restarts the automatic disabling's clock (failures_count_from): the
- * failures before the fix are not held against the fixed endpoint.
+ * it back on, or a new URL, restarts the automatic disabling's clock (failures_count_from, and the
+ * state kept since it, see noteAttemptOutcomes): the failures before the fix are not held against
+ * the fixed endpoint.
  * update webhook_subscriptions set ... where merchant_id = $1 and id = $2 and deleted_at is null
  */
 export async function updateSubscription(
@@ -134,6 +135,9 @@ export async function updateSubscription(
   id: string,
   change: SubscriptionChange,
 ): Promise<Subscription | null> {
+  // The right-hand sides see the row as it was before this update.
+  const restart = sql<boolean>`((${change.enabled === true} and not enabled)
+    or coalesce(${change.url ?? null}::text <> url, false))`;
   const row = await db
     .updateTable('webhook_subscriptions')
     .set({
@@ -142,11 +146,7 @@ export async function updateSubscription(
       ...(change.enabled === undefined
         ? {}
         : { enabled: change.enabled, disabled_reason: change.enabled ? null : 'disabled by the merchant' }),
-      // The right-hand sides see the row as it was before this update.
-      failures_count_from: sql<Date>`case
-        when ${change.enabled === true} and not enabled then now()
-        when ${change.url ?? null}::text is not null and ${change.url ?? null}::text <> url then now()
-        else failures_count_from end`,
+      ...restartClock(restart),
       updated_at: sql<Date>`now()`,
     })
     .where('merchant_id', '=', merchantId)
@@ -155,6 +155,16 @@ export async function updateSubscription(
     .returningAll()
     .executeTakeFirst();
   return row ? toSubscription(row) : null;
+}
+
+/** When `restart` holds: the clock starts now, with nothing yet held for or against the endpoint. */
+function restartClock(restart: RawBuilder<boolean>) {
+  return {
+    failures_count_from: sql<Date>`case when ${restart} then now() else failures_count_from end`,
+    failing_since: sql<Date | null>`case when ${restart} then null else failing_since end`,
+    last_success_at: sql<Date | null>`case when ${restart} then null else last_success_at end`,
+    last_failure_at: sql<Date | null>`case when ${restart} then null else last_failure_at end`,
+  };
 }
 
 /**
@@ -178,6 +188,73 @@ export async function disableSubscriptions(trx: Tx, ids: readonly string[], reas
 }
 
 /**
+ * Keeps the automatic disabling's state of the endpoints of these just-closed attempts, in the
+ * transaction that records their outcomes (recordAttemptOutcomes). Counted: finished attempts
+ * started at or after the endpoint's failures_count_from; a success is a 2xx, anything else
+ * (another status, a timeout, a refused connection) a failure. All times are attempt START times,
+ * and attempts end in any order (one endpoint's deliveries run in several batches at once): the
+ * state is about start times, and whatever order outcomes are recorded in keeps its invariant:
+ *   last_success_at = the latest 2xx start, last_failure_at = the latest failure start;
+ *   S. a 2xx started at or after failing_since ends that streak: failing_since becomes
+ *      last_failure_at if that is later than every 2xx (a failure that started after this 2xx but
+ *      was recorded before it), else null;
+ *   F. a failure started after every 2xx sets failing_since to its start if that is earlier (or
+ *      failing_since was null); one started before a 2xx is not a streak.
+ * Invariant: failing_since is null exactly when no failure started after the last 2xx; otherwise
+ * it is the start of such a failure, so last_success_at < failing_since <= last_failure_at. The
+ * exact streak start E (the earliest failure after the last 2xx) is therefore <= failing_since:
+ * the state may start a streak late (rule S's stand-in started after the 2xx and was recorded
+ * before it: late by at most the 2xx's start-to-commit, about a request timeout), never early, so
+ * an endpoint is never switched off before the rule of disableFailingSubscriptions says so.
+ *
+ * Concurrency: the endpoints' rows are locked first, in id order (as disableFailingSubscriptions
+ * locks its candidates: two batches, or a batch and the check, never deadlock), and the update runs
+ * in a later statement, whose snapshot sees every outcome committed before the lock was granted:
+ * the rules are applied one transaction at a time, each on the state the last one committed. A
+ * 2xx racing a failure thus cannot miss a failing_since written by an uncommitted transaction.
+ * Cost: one lock and one (HOT, as only unindexed columns change but at a streak's start or end)
+ * row update per endpoint per batch.
+ */
+export async function noteAttemptOutcomes(trx: Tx, attemptIds: readonly string[]): Promise<void> {
+  if (attemptIds.length === 0) return;
+  const ids = sql`${[...attemptIds]}::bigint[]`;
+  await sql`
+    select s.id from webhook_subscriptions s
+     where s.id in (select d.subscription_id
+                      from webhook_delivery_attempts a join webhook_deliveries d on d.id = a.delivery_id
+                     where a.id = any(${ids}))
+     order by s.id
+       for no key update`.execute(trx);
+  // A new statement, so a new snapshot: the rows are ours now, and what the CTE reads of them is
+  // what the last holder committed (an UPDATE that waited for the lock itself would re-read the
+  // row, but not what its CTE computed from the older snapshot).
+  await sql`
+    with counted as (
+      select s.id,
+             greatest(s.last_success_at, max(a.started_at) filter (where o.ok)) as success_at,
+             max(a.started_at) filter (where not o.ok) as failure_at,
+             array_agg(a.started_at) filter (where not o.ok) as failures
+        from webhook_delivery_attempts a
+        join webhook_deliveries d on d.id = a.delivery_id
+        join webhook_subscriptions s on s.id = d.subscription_id
+        cross join lateral (select coalesce(a.status_code between 200 and 299, false) as ok) o
+       where a.id = any(${ids}) and a.ended_at is not null and a.started_at >= s.failures_count_from
+       group by s.id
+    )
+    update webhook_subscriptions s
+       set last_success_at = c.success_at,
+           last_failure_at = greatest(s.last_failure_at, c.failure_at),
+           -- A batch applies its 2xx first (rule S), then its failures (rule F): the order that
+           -- loses least of the streak, and any order keeps the invariant.
+           failing_since = least(
+             case when s.failing_since > coalesce(c.success_at, '-infinity') then s.failing_since
+                  when s.last_failure_at > coalesce(c.success_at, '-infinity') then s.last_failure_at end,
+             (select min(f) from unnest(c.failures) f where f > coalesce(c.success_at, '-infinity')))
+      from counted c
+     where s.id = c.id`.execute(trx);
+}
+
+/**
  * Switches off every enabled endpoint that has failed every attempt for `days` days, and returns
  * them (their events are the caller's, in this transaction). With C = now() - `days` days, an
  * endpoint is switched off when all three hold, judging only finished attempts (ended_at set: a
@@ -188,41 +265,35 @@ export async function disableSubscriptions(trx: Tx, ids: readonly string[], reas
  *   2. none of its attempts started after C succeeded;
  *   3. at least one attempt started after C (and so failed): it is still being tried. An endpoint
  *      that failed once long ago and has had nothing to receive since is not judged on that.
- * Both sides of each boundary are in test/webhook-operations-disable.test.ts.
+ * 1 and 2 together say that the failures since the last 2xx began at or before C: failing_since
+ * <= C (noteAttemptOutcomes keeps it, never earlier than that beginning); then the latest attempt
+ * is a failure, and 3 says last_failure_at > C. Both sides of each boundary are in
+ * test/webhook-operations-disable.test.ts.
  *
  *   update webhook_subscriptions s set enabled = false, ...
- *    where s.enabled and s.deleted_at is null and s.failures_count_from <= C
- *      and s.id in (attempts started after C, grouped by subscription, having none a 2xx)   -- 2, 3
- *      and (the last attempt of s started in [failures_count_from, C]) is not a 2xx        -- 1
+ *    where s.enabled and s.deleted_at is null and s.failing_since <= C and s.last_failure_at > C
  *   returning *
  *
- * Cost: one range scan of the last `days` days of attempts (webhook_delivery_attempts_started_idx),
- * then, for the few endpoints failing all of that time, one look back at their attempts before C.
- * Safe with several instances: the update takes each row's lock and re-checks `s.enabled` on the
- * row as it is then, so an endpoint is switched off, and reported, once.
+ * Cost: the endpoints failing at all, from webhook_subscriptions_failing_idx; no attempt is read.
+ * Safe with several instances and with the senders: the candidates are locked in id order (as
+ * noteAttemptOutcomes locks, so neither deadlocks the other), and a row changed meanwhile is
+ * locked as it is then and judged again (an endpoint a 2xx has just cleared is left alone; one a
+ * concurrent check has switched off is not enabled any more): switched off, and reported, once.
  */
 export async function disableFailingSubscriptions(trx: Tx, days: number, reason: string): Promise<Subscription[]> {
   const { rows } = await sql<Selectable<WebhookSubscriptionsTable>>`
-    with cutoff as (select now() - make_interval(days => ${days}) as at)
+    with cutoff as (select now() - make_interval(days => ${days}) as at),
+    candidates as (
+      select s.id
+        from webhook_subscriptions s, cutoff
+       where s.enabled and s.deleted_at is null
+         and s.failing_since <= cutoff.at and s.last_failure_at > cutoff.at
+       order by s.id
+         for no key update of s)
     update webhook_subscriptions s
        set enabled = false, disabled_reason = ${reason}, updated_at = now()
-      from cutoff
-     where s.enabled and s.deleted_at is null
-       and s.failures_count_from <= cutoff.at
-       and s.id in (
-             select d.subscription_id
-               from webhook_delivery_attempts a
-               join webhook_deliveries d on d.id = a.delivery_id
-              where a.started_at > (select at from cutoff) and a.ended_at is not null
-              group by d.subscription_id
-             having not bool_or(coalesce(a.status_code between 200 and 299, false)))
-       and (select not coalesce(a.status_code between 200 and 299, false)
-              from webhook_delivery_attempts a
-              join webhook_deliveries d on d.id = a.delivery_id
-             where d.subscription_id = s.id and a.ended_at is not null
-               and a.started_at <= cutoff.at and a.started_at >= s.failures_count_from
-             order by a.started_at desc
-             limit 1)
+      from candidates c
+     where s.id = c.id
     returning s.*`.execute(trx);
   return rows.map((row) => toSubscription(row));
 }
@@ -254,7 +325,7 @@ export async function reenableSubscription(db: Executor, id: string): Promise<Su
       enabled: true,
       disabled_reason: null,
       // Back on: the automatic disabling's clock starts again (see updateSubscription).
-      failures_count_from: sql<Date>`case when enabled then failures_count_from else now() end`,
+      ...restartClock(sql<boolean>`not enabled`),
       updated_at: sql<Date>`now()`,
     })
     .where('id', '=', id)
