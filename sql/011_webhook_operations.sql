@@ -83,3 +83,12 @@ create index webhook_deliveries_subscription_idx on webhook_deliveries (subscrip
 -- are few next to the delivered ones, which this partial index leaves out.
 create index webhook_deliveries_unsent_idx on webhook_deliveries (subscription_id)
   where status in ('dead', 'cancelled');
+
+-- The delivery's event type, copied from its event when the delivery is written: filtering an
+-- endpoint's deliveries by type (GET /webhook-subscriptions/{id}/deliveries?eventType=) is then one
+-- index range, not a walk through the endpoint's whole history and each delivery's event.
+alter table webhook_deliveries add column event_type text;
+update webhook_deliveries d set event_type = e.type from outbox_events e where e.id = d.event_id;
+alter table webhook_deliveries alter column event_type set not null;
+create index webhook_deliveries_subscription_type_idx
+  on webhook_deliveries (subscription_id, event_type, created_at desc, id desc);

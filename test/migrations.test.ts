@@ -215,5 +215,10 @@ t.test(
       'the first failure after the last 2xx; the 30-minute failure is before it',
     );
     t.same((await streak('whs_default')).none, true, 'no attempts: nothing held against it');
+    t.same(
+      (await pool.query('select event_type from webhook_deliveries')).rows,
+      [{ event_type: 'payment_order.completed' }],
+      "an existing delivery gets its event's type",
+    );
   },
 );

@@ -115,8 +115,8 @@ t.test('more than a page: nextStartingAfter takes the rest, not what failed agai
        select 'evt_replay_' || $2 || '_' || lpad(n::text, 4, '0'), $1, 'po_replay_' || $2 || '_' || n,
               'payment_order.failed', '{}', now() - interval '1 hour' + n * interval '1 millisecond', now()
          from generate_series(1, $3::int) n returning id)
-     insert into webhook_deliveries (id, event_id, subscription_id, status, attempt_count)
-     select 'whd_' || lpad(n::text, 26, '0'), 'evt_replay_' || $2 || '_' || lpad(n::text, 4, '0'), $4, 'dead', 1
+     insert into webhook_deliveries (id, event_id, event_type, subscription_id, status, attempt_count)
+     select 'whd_' || lpad(n::text, 26, '0'), 'evt_replay_' || $2 || '_' || lpad(n::text, 4, '0'), 'payment_order.failed', $4, 'dead', 1
        from generate_series(1, $3::int) n`,
     [merchant.id, process.pid, total, sub.id],
   );

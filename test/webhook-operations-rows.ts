@@ -75,8 +75,9 @@ export async function seedDelivery(
   const id = newId('whd');
   const status = options.status ?? 'dead';
   await pool.query(
-    `insert into webhook_deliveries (id, event_id, subscription_id, status, attempt_count, delivered_at, created_at, updated_at)
-     values ($1, $2, $3, $4, $5, case when $4 = 'delivered' then now() end, now() - $6::interval, now())`,
+    `insert into webhook_deliveries (id, event_id, event_type, subscription_id, status, attempt_count, delivered_at, created_at, updated_at)
+     select $1, $2, e.type, $3, $4, $5, case when $4 = 'delivered' then now() end, now() - $6::interval, now()
+       from outbox_events e where e.id = $2`,
     [id, eventId, subscriptionId, status, options.attemptCount ?? 0, options.ago ?? '0 seconds'],
   );
   return id;

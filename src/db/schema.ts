@@ -143,6 +143,8 @@ export interface WebhookDeliveriesTable {
   id: string;
   event_id: string;
   subscription_id: string;
+  /** The event's type, copied when the delivery is written (sql/011). */
+  event_type: string;
   status: string;
   attempt_count: ColumnType<number, number | undefined, number>;
   next_attempt_at: Date | null;

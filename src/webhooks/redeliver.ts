@@ -25,7 +25,7 @@ export async function redeliverEvent(
   return db.transaction().execute(async (trx) => {
     const ids: string[] = [];
     for (const subscription of targets) {
-      const created = await insertDelivery(trx, event.id, subscription.id);
+      const created = await insertDelivery(trx, event, subscription.id);
       if (created) {
         await deps.enqueue(trx, created, 1, 0);
         ids.push(created);

@@ -143,9 +143,9 @@ export async function arrangeConsoleState(service: TestService) {
   const failingDelivery = newId('whd');
   const deadDelivery = newId('whd');
   await sql(
-    `insert into webhook_deliveries (id, event_id, subscription_id, status, attempt_count, next_attempt_at, last_status_code, last_error, created_at, updated_at)
-     values ($1, $3, $4, 'pending', 2, now() - interval '30 seconds', 500, 'HTTP 500 <i>oops</i>', now() - interval '35 seconds', now() - interval '31 seconds'),
-            ($2, $3, $5, 'dead', 10, null, 503, 'HTTP 503', now() - interval '35 seconds', now() - interval '32 seconds')`,
+    `insert into webhook_deliveries (id, event_id, event_type, subscription_id, status, attempt_count, next_attempt_at, last_status_code, last_error, created_at, updated_at)
+     values ($1, $3, 'payment_order.completed', $4, 'pending', 2, now() - interval '30 seconds', 500, 'HTTP 500 <i>oops</i>', now() - interval '35 seconds', now() - interval '31 seconds'),
+            ($2, $3, 'payment_order.completed', $5, 'dead', 10, null, 503, 'HTTP 503', now() - interval '35 seconds', now() - interval '32 seconds')`,
     [failingDelivery, deadDelivery, completedEvent, failingSubscription, healthySubscription],
   );
   await sql(
