@@ -10,6 +10,7 @@ import { ORDER_STATUSES, type OrderStatus, type PaymentOrder, type Transition } 
 import { newId } from '../lib/ids.ts';
 import type { Db, Tx } from './connection.ts';
 import { listTransitions, toOrder } from './payment-orders.repository.ts';
+import { toAttemptView } from './provider-attempts.repository.ts';
 import { listReviews } from './reviews.repository.ts';
 
 export type OverviewOptions = Readonly<{
@@ -680,16 +681,7 @@ async function listStoryAttempts(trx: Tx, orderId: string): Promise<{ attempts: 
   return {
     total: Number(rows[0]?.total ?? 0),
     attempts: rows.map((r) => ({
-      number: r.attempt_number,
-      kind: r.kind,
-      provider: r.provider,
-      startedAt: r.started_at,
-      endedAt: r.ended_at,
-      outcome: r.outcome,
-      httpStatus: r.http_status,
-      latencyMs: r.latency_ms,
-      error: r.error,
-      providerReference: r.provider_reference,
+      ...toAttemptView(r),
       idempotencyKey: r.idempotency_key,
       gateGrants: r.gate_grants,
     })),

@@ -1,8 +1,9 @@
-import { sql } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import type { CallFact } from '../domain/money-rule.ts';
 import type { AttemptView } from '../domain/order-json.ts';
 import type { CallResult, CallTicket } from '../domain/provider.ts';
 import type { Db, Tx } from './connection.ts';
+import type { ProviderAttemptsTable } from './schema.ts';
 
 /**
  * update provider_attempts set ended_at, outcome, http_status, latency_ms, error, provider_reference,
@@ -87,7 +88,26 @@ export async function listAttempts(db: Db, orderId: string): Promise<AttemptView
     .where('order_id', '=', orderId)
     .orderBy('attempt_number')
     .execute();
-  return rows.map((r) => ({
+  return rows.map(toAttemptView);
+}
+
+type AttemptViewRow = Pick<
+  Selectable<ProviderAttemptsTable>,
+  | 'attempt_number'
+  | 'kind'
+  | 'provider'
+  | 'started_at'
+  | 'ended_at'
+  | 'outcome'
+  | 'http_status'
+  | 'latency_ms'
+  | 'error'
+  | 'provider_reference'
+>;
+
+/** A provider_attempts row as the API shows it (also the operator console's story). */
+export function toAttemptView(r: AttemptViewRow): AttemptView {
+  return {
     number: r.attempt_number,
     kind: r.kind,
     provider: r.provider,
@@ -98,5 +118,5 @@ export async function listAttempts(db: Db, orderId: string): Promise<AttemptView
     latencyMs: r.latency_ms,
     error: r.error,
     providerReference: r.provider_reference,
-  }));
+  };
 }
